@@ -322,3 +322,177 @@ pub fn allocate_listen_ports(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::ConfigValue;
+
+    fn component(yaml: &str) -> ComponentSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn version(yaml: &str) -> Version {
+        let mut spec: PluginSpec = serde_yaml::from_str(yaml).unwrap();
+        spec.validate().unwrap();
+        Version {
+            number: 1,
+            status: VersionStatus::Succeeded,
+            spec,
+            image: Some("r/p@sha256:0".into()),
+            error: None,
+        }
+    }
+
+    fn name(s: &str) -> PluginName {
+        s.parse().unwrap()
+    }
+
+    fn install(
+        v: &Version,
+        c: &ComponentSpec,
+        req: &InstallRequest,
+        others: &[(PluginName, PluginKind, bool)],
+    ) -> Result<Installation, Invalid> {
+        Installation::apply_request(None, &v.spec.name, req, v, c, &[], others)
+    }
+
+    #[test]
+    fn net_exclusivity_both_directions() {
+        let web = component("{name: web, image: nginx, ports: [{port: 80, protocol: http}]}");
+        let inout = version("{name: mesh, kind: inout-net, source: {image: x}}");
+        let inbound = version("{name: gate, kind: inbound-net, source: {image: x}}");
+        let outbound = version("{name: out, kind: outbound-net, source: {image: x}}");
+        let req = InstallRequest::default();
+        // inout after inbound, and inbound after inout
+        let e = install(&inout, &web, &req, &[(name("gate"), PluginKind::InboundNet, true)]).unwrap_err();
+        assert!(
+            e.message
+                .contains("already has `gate` (inbound-net) handling inbound traffic"),
+            "{e}"
+        );
+        let e = install(&inbound, &web, &req, &[(name("mesh"), PluginKind::InoutNet, true)]).unwrap_err();
+        assert!(e.message.contains("uninstall `mesh` first"), "{e}");
+        let e = install(&outbound, &web, &req, &[(name("mesh"), PluginKind::InoutNet, false)]).unwrap_err();
+        assert!(e.message.contains("outbound"), "{e}");
+        // inbound and outbound plug-ins may coexist
+        install(&outbound, &web, &req, &[(name("gate"), PluginKind::InboundNet, true)]).unwrap();
+    }
+
+    #[test]
+    fn perf_analysis_needs_http_or_mysql() {
+        let perf = version("{name: perf, kind: perf-analysis, source: {image: x}}");
+        let db = component("{name: db, image: pg, ports: [{port: 5432, protocol: tcp}]}");
+        let e = install(&perf, &db, &InstallRequest::default(), &[]).unwrap_err();
+        assert_eq!(
+            e.message,
+            "perf-analysis plug-in `perf` needs a port with protocol http or mysql; component `db` has tcp:5432"
+        );
+        let web = component("{name: web, image: n, ports: [{port: 3306, protocol: mysql}]}");
+        install(&perf, &web, &InstallRequest::default(), &[]).unwrap();
+    }
+
+    #[test]
+    fn port_groups_need_matching_ports_and_dependencies() {
+        let v = version(
+            "{name: p, kind: general, source: {image: x}, config_groups: [{name: g, meta: component-port, injection: discovery, items: [{name: OPEN, protocols: [http]}]}]}",
+        );
+        let tcp = component("{name: web, image: n, ports: [{port: 22, protocol: tcp}]}");
+        let e = install(&v, &tcp, &InstallRequest::default(), &[]).unwrap_err();
+        assert!(e.message.contains("protocol http"), "{e}");
+        let down = version(
+            "{name: p, kind: outbound-net, source: {image: x}, config_groups: [{name: g, meta: downstream-port, injection: discovery}]}",
+        );
+        let e = install(&down, &tcp, &InstallRequest::default(), &[]).unwrap_err();
+        assert!(e.message.contains("has no depends_on"), "{e}");
+    }
+
+    #[test]
+    fn memory_below_the_version_minimum_is_refused() {
+        let v = version("{name: p, kind: general, source: {image: x}, memory_mib: 128}");
+        let web = component("{name: web, image: n}");
+        let req = InstallRequest {
+            memory_mib: Some(64),
+            ..Default::default()
+        };
+        let e = install(&v, &web, &req, &[]).unwrap_err();
+        assert_eq!(e.field, "memory_mib");
+        assert!(e.message.contains("give at least 128"), "{e}");
+        assert_eq!(
+            install(&v, &web, &InstallRequest::default(), &[]).unwrap().memory_mib,
+            128
+        );
+    }
+
+    #[test]
+    fn only_succeeded_versions_install() {
+        let mut v = version("{name: p, kind: general, source: {image: x}}");
+        v.status = VersionStatus::Failed;
+        let e = install(&v, &component("{name: web, image: n}"), &InstallRequest::default(), &[]).unwrap_err();
+        assert!(e.message.contains("only a succeeded version can be installed"), "{e}");
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let v = version(
+            "{name: p, kind: general, source: {image: x}, config_groups: [{name: g, items: [
+               {name: MODE, type: single, options: [a, b], default: a},
+               {name: TAGS, type: multi, options: [x, y, z]},
+               {name: FIXED, default: keep, changeable: false}]}]}",
+        );
+        let web = component("{name: web, image: n}");
+        let with = |yaml: &str| InstallRequest {
+            values: Some(serde_yaml::from_str(yaml).unwrap()),
+            ..Default::default()
+        };
+        let ok = install(&v, &web, &with("{base: {MODE: b, TAGS: 'x,z'}}"), &[]).unwrap();
+        assert_eq!(ok.values.base["TAGS"], ConfigValue::List(vec!["x".into(), "z".into()]));
+        for (bad, field) in [
+            ("{base: {MODE: c}}", "values.base.MODE"),
+            ("{base: {TAGS: [x, w]}}", "values.base.TAGS"),
+            ("{base: {FIXED: other}}", "values.base.FIXED"),
+            ("{base: {NOPE: 1}}", "values.base.NOPE"),
+            ("{ports: {'80': {}}}", "values.ports.80"),
+        ] {
+            assert_eq!(install(&v, &web, &with(bad), &[]).unwrap_err().field, field, "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_values_survive_a_redacted_round_trip() {
+        let v = version(
+            "{name: p, kind: general, source: {image: x}, config_groups: [{name: g, items: [{name: PASS, secret: true}, {name: USER}]}]}",
+        );
+        let web = component("{name: web, image: n}");
+        let req = InstallRequest {
+            values: Some(serde_yaml::from_str("{base: {PASS: s3cret, USER: u}}").unwrap()),
+            ..Default::default()
+        };
+        let first = install(&v, &web, &req, &[]).unwrap();
+        let (shown, hidden) = first.values.redacted(&v.spec);
+        assert_eq!(hidden, vec!["base.PASS".to_string()]);
+        assert!(!serde_json::to_string(&shown).unwrap().contains("s3cret"));
+        let again = InstallRequest {
+            values: Some(shown),
+            ..Default::default()
+        };
+        let second = Installation::apply_request(Some(&first), &v.spec.name, &again, &v, &web, &[], &[]).unwrap();
+        assert_eq!(second.values.base["PASS"], ConfigValue::Text("s3cret".into()));
+        assert_eq!(
+            second.revision, first.revision,
+            "an unchanged config keeps its revision"
+        );
+    }
+
+    #[test]
+    fn listen_ports_are_stable() {
+        let web = component("{name: web, image: n, ports: [{port: 80}, {port: 65301}]}");
+        let first = allocate_listen_ports(None, &web).unwrap();
+        assert_eq!(first[&80], 65302, "skips a port the component itself uses");
+        let more = component("{name: web, image: n, ports: [{port: 22}, {port: 80}, {port: 65301}]}");
+        let second = allocate_listen_ports(Some(&first), &more).unwrap();
+        assert_eq!(second[&80], 65302, "existing ports keep their listen port");
+        assert_eq!(second[&65301], first[&65301]);
+        assert_eq!(second[&22], 65304, "a new port takes the lowest free one");
+    }
+}

@@ -98,9 +98,16 @@ name_type!(
     /// A component (an application) of a team.
     ComponentName, "component name", is_dns_label, DNS_LABEL_RULE
 );
+const PLUGIN_RULE: &str = "use 1-56 lowercase letters, digits or '-', starting with a letter and \
+     ending with a letter or digit (a DNS-1123 label short enough for its container `plugin-<name>`)";
+
+fn is_plugin_name(s: &str) -> bool {
+    s.len() <= 56 && is_dns_label(s)
+}
+
 name_type!(
-    /// A plug-in of a team; its container is `plugin-<name>`.
-    PluginName, "plug-in name", is_dns_label, DNS_LABEL_RULE
+    /// A plug-in of a team; its container is `plugin-<name>`, so at most 56 characters.
+    PluginName, "plug-in name", is_plugin_name, PLUGIN_RULE
 );
 name_type!(
     /// A volume of a component.
@@ -194,7 +201,14 @@ mod tests {
         for bad in ["", "Web", "-a", "a-", "1a", "a_b", "a.b", &"a".repeat(64)] {
             let err = bad.parse::<PluginName>().unwrap_err();
             assert!(err.to_string().contains("DNS-1123"), "{err}");
+            assert!(bad.parse::<TeamName>().is_err() || bad.len() == 64, "{bad}");
         }
+    }
+
+    #[test]
+    fn plugin_names_leave_room_for_the_container_prefix() {
+        assert!("a".repeat(56).parse::<PluginName>().is_ok());
+        assert!("a".repeat(57).parse::<PluginName>().is_err());
     }
 
     #[test]

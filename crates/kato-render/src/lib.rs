@@ -1,1 +1,180 @@
-//! placeholder
+//! Kato's renderer: a component and its plug-in installations → Kubernetes objects (DESIGN §5).
+//!
+//! [`render`] is pure and deterministic: the same input gives byte-identical YAML. It does no
+//! I/O; the podman engine plays the objects it returns and a cluster applies them.
+#![forbid(unsafe_code)]
+
+mod containers;
+mod env;
+mod error;
+mod expand;
+mod objects;
+mod options;
+mod yaml;
+
+use std::collections::BTreeMap;
+
+use kato_model::{ComponentSpec, Installation, PluginKind, TeamName, Version, VersionStatus};
+
+pub use error::RenderError;
+pub use expand::expand_vars;
+pub use objects::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_TEAM, Object};
+pub use options::{ParseOptionError, RenderOptions, SidecarMode, Target};
+
+/// An installation with the version it pins and its discovery token.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginInstance<'a> {
+    pub installation: &'a Installation,
+    pub version: &'a Version,
+    pub discovery_token: &'a str,
+}
+
+/// Everything one component's workload is rendered from.
+#[derive(Debug, Clone)]
+pub struct Workload<'a> {
+    pub team: &'a TeamName,
+    pub component: &'a ComponentSpec,
+    /// Specs of the components in `component.depends_on`. Downstream values only reach the
+    /// plug-in through discovery, so they do not change the objects.
+    pub downstream: Vec<&'a ComponentSpec>,
+    /// Installations in install order, disabled ones included.
+    pub plugins: Vec<PluginInstance<'a>>,
+}
+
+/// The objects of a workload: Secrets sorted by name, the Service (when the component has
+/// ports), then the Deployment (kubernetes) or Pod (podman).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub objects: Vec<Object>,
+}
+
+impl Rendered {
+    /// Multi-document YAML, documents separated by `---`.
+    pub fn to_yaml(&self) -> String {
+        yaml::to_yaml(&self.objects)
+    }
+    /// A JSON array of the objects.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.objects
+                .iter()
+                .map(|o| serde_json::to_value(o).expect("Kubernetes objects serialize to JSON"))
+                .collect(),
+        )
+    }
+}
+
+/// A plug-in that gets a container: enabled, its version succeeded, with its image.
+struct Active<'w> {
+    inst: &'w PluginInstance<'w>,
+    image: &'w str,
+    kind: PluginKind,
+}
+
+/// Checks the installations and keeps the ones that run, in install order.
+fn active_plugins<'w>(w: &'w Workload<'w>) -> Result<Vec<Active<'w>>, RenderError> {
+    let component = w.component.name.as_str();
+    let mut active = Vec::with_capacity(w.plugins.len());
+    for (i, p) in w.plugins.iter().enumerate() {
+        let (inst, version) = (p.installation, p.version);
+        if inst.plugin != version.spec.name {
+            return Err(RenderError::PluginMismatch {
+                component: component.to_owned(),
+                installed: inst.plugin.to_string(),
+                given: version.spec.name.to_string(),
+                version: version.number,
+            });
+        }
+        if inst.version != version.number {
+            return Err(RenderError::VersionMismatch {
+                component: component.to_owned(),
+                plugin: inst.plugin.to_string(),
+                pinned: inst.version,
+                given: version.number,
+            });
+        }
+        if w.plugins[..i].iter().any(|o| o.installation.plugin == inst.plugin) {
+            return Err(RenderError::DuplicatePlugin {
+                component: component.to_owned(),
+                plugin: inst.plugin.to_string(),
+            });
+        }
+        if !inst.enabled || version.status != VersionStatus::Succeeded {
+            continue;
+        }
+        let Some(image) = version.image.as_deref() else {
+            return Err(RenderError::MissingImage {
+                component: component.to_owned(),
+                plugin: inst.plugin.to_string(),
+                version: version.number,
+            });
+        };
+        active.push(Active {
+            inst: p,
+            image,
+            kind: version.spec.kind,
+        });
+    }
+    Ok(active)
+}
+
+/// Renders a component and its installations into Kubernetes objects (DESIGN §5).
+pub fn render(w: &Workload<'_>, opts: &RenderOptions) -> Result<Rendered, RenderError> {
+    let active = active_plugins(w)?;
+    let mode = opts.effective_sidecars();
+    let (team, component) = (w.team.as_str(), w.component);
+    let name = component.name.as_str();
+    let meta = objects::Meta::new(team, name, (opts.target == Target::Kubernetes).then_some(team));
+    let (volumes, mounts) = containers::volumes(component);
+    let ctx = env::EnvContext {
+        team,
+        component,
+        discovery_base_url: &opts.discovery_base_url,
+        redact_secrets: opts.redact_secrets,
+    };
+
+    let mut secrets = Vec::with_capacity(active.len());
+    let mut annotations = BTreeMap::new();
+    let kinds: Vec<PluginKind> = active.iter().map(|a| a.kind).collect();
+    let app = containers::app_container(component, &mounts);
+    let mut scratch = Vec::new();
+    let parts = containers::pod_containers(app, &kinds, mode, |i| {
+        let a = &active[i];
+        let plugin = a.inst.installation.plugin.as_str();
+        let secret_name = format!("{name}-plugin-{plugin}");
+        let penv = env::plugin_env(&ctx, a.inst, &secret_name, &mut scratch);
+        secrets.push(objects::secret(&meta, secret_name, penv.secret_data));
+        annotations.insert(
+            format!("version.plugin.kato/{plugin}"),
+            a.inst.version.number.to_string(),
+        );
+        let revision = a.inst.installation.revision.to_string();
+        annotations.insert(format!("revision.plugin.kato/{plugin}"), revision);
+        containers::plugin_container(a.inst, a.image, penv.env, component, &mounts, mode)
+    });
+    secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+    // Inbound takeover: the Service sends a port's traffic to the net plug-in's listen port.
+    let inbound = active.iter().find(|a| a.kind.handles_inbound());
+    let target_port = |port: u16| {
+        inbound
+            .and_then(|a| a.inst.installation.listen_ports.get(&port).copied())
+            .unwrap_or(port)
+    };
+    let service = objects::service(&meta, component, target_port);
+
+    let mut out: Vec<Object> = Vec::with_capacity(secrets.len() + 2);
+    out.extend(secrets.into_iter().map(Object::Secret));
+    out.extend(service.map(Object::Service));
+    out.push(match opts.target {
+        Target::Kubernetes => Object::Deployment(objects::deployment(&meta, component, annotations, parts, volumes)),
+        Target::Podman => Object::Pod(objects::pod(
+            &meta,
+            format!("{team}-{name}"),
+            annotations,
+            parts,
+            volumes,
+        )),
+    });
+    Ok(Rendered { objects: out })
+}

@@ -1,0 +1,247 @@
+//! The env of a plug-in container (DESIGN §5 rule 2) and the Secret data it refers to.
+//!
+//! Order: the app's env, the system vars, the Kato/Rainbond compatibility vars, then the
+//! installation's env-injected values. A later name overrides an earlier one in place (the
+//! variable keeps the position where it first appeared), so no name is emitted twice.
+//!
+//! Plug-in values may reference variables with `${VAR}` / `${VAR:default}`. They are expanded
+//! against the container's final env (every variable above, plug-in values included, in their
+//! unexpanded form); a value referencing its own name sees the value it replaced (the app's or a
+//! system var), so `PATH=${PATH}:/opt/bin` works. A secret-backed variable is never copied into a
+//! plain value: the reference becomes `$(VAR)`, which the kubelet resolves at container start
+//! (as it does for `DISCOVER_URL`); inside a secret value it is expanded in full.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use kato_model::{ConfigItem, ConfigValue, Injection, Meta, PluginSpec, Values};
+
+use crate::PluginInstance;
+use crate::expand::expand_into;
+
+pub(crate) const TOKEN_VAR: &str = "KATO_DISCOVERY_TOKEN";
+const REDACTED: &[u8] = b"<redacted>";
+
+/// What the env of a plug-in container is built from, besides the installation itself.
+pub(crate) struct EnvContext<'a> {
+    pub team: &'a str,
+    pub component: &'a kato_model::ComponentSpec,
+    pub discovery_base_url: &'a str,
+    pub redact_secrets: bool,
+}
+
+/// A plug-in container's env and the data of its Secret.
+pub(crate) struct PluginEnv {
+    pub env: Vec<EnvVar>,
+    pub secret_data: BTreeMap<String, ByteString>,
+}
+
+pub(crate) struct Var<'v> {
+    name: &'v str,
+    value: Cow<'v, str>,
+    secret: bool,
+}
+
+/// Variables in order of first appearance; a handful of names, so a scan beats hashing. The
+/// buffer is reused from one plug-in to the next.
+struct Vars<'b, 'v>(&'b mut Vec<Var<'v>>);
+
+impl<'v> Vars<'_, 'v> {
+    /// Sets a variable, keeping the position of an earlier one of that name; returns the
+    /// variable it replaced.
+    fn set(&mut self, name: &'v str, value: Cow<'v, str>, secret: bool) -> Option<Var<'v>> {
+        let var = Var { name, value, secret };
+        match self.0.iter_mut().find(|v| v.name == name) {
+            Some(old) => Some(std::mem::replace(old, var)),
+            None => {
+                self.0.push(var);
+                None
+            }
+        }
+    }
+    fn plain(&mut self, name: &'v str, value: impl Into<Cow<'v, str>>) {
+        self.set(name, value.into(), false);
+    }
+    fn get(&self, name: &str) -> Option<&Var<'v>> {
+        self.0.iter().find(|v| v.name == name)
+    }
+}
+
+/// The env-injected values of an installation: its `meta: none` items, set or default, in the
+/// version's item order. The same values `Values::resolve` gives as `base`, without resolving
+/// the port groups, which only discovery serves.
+pub(crate) fn env_values<'v>(
+    values: &'v Values,
+    spec: &'v PluginSpec,
+) -> impl Iterator<Item = (&'v ConfigItem, &'v ConfigValue)> {
+    spec.group(Meta::None)
+        .filter(|g| g.injection == Injection::Env)
+        .into_iter()
+        .flat_map(|g| &g.items)
+        .filter_map(|item| Some((item, values.base.get(item.name.as_str()).or(item.default.as_ref())?)))
+}
+
+/// The env of `inst`'s container; secret-backed variables refer to the Secret `secret_name`.
+/// `scratch` is a buffer returned empty, kept to spare an allocation per plug-in.
+pub(crate) fn plugin_env<'v>(
+    ctx: &EnvContext<'v>,
+    inst: &PluginInstance<'v>,
+    secret_name: &str,
+    scratch: &mut Vec<Var<'v>>,
+) -> PluginEnv {
+    let spec = &inst.version.spec;
+    let plugin = inst.installation.plugin.as_str();
+    let (team, component) = (ctx.team, ctx.component.name.as_str());
+    let base_url = ctx.discovery_base_url.trim_end_matches('/');
+    let compat_path = format!("/v1/resources/{team}/{component}/{plugin}?token=$({TOKEN_VAR})");
+    let plugin_vars = || env_values(&inst.installation.values, spec);
+
+    scratch.clear();
+    let mut vars = Vars(scratch);
+    for e in &ctx.component.env {
+        vars.plain(e.name.as_str(), e.value.as_str());
+    }
+    vars.plain("KATO_TEAM", team);
+    vars.plain("KATO_COMPONENT", component);
+    vars.plain("KATO_PLUGIN", plugin);
+    vars.plain("KATO_PLUGIN_VERSION", inst.version.number.to_string());
+    vars.plain(
+        "KATO_DISCOVERY_URL",
+        format!("{base_url}/discovery/v1/{team}/{component}/{plugin}"),
+    );
+    vars.set(TOKEN_VAR, Cow::Borrowed(inst.discovery_token), true);
+    vars.plain("TENANT_ID", team);
+    vars.plain("SERVICE_NAME", component);
+    vars.plain("PLUGIN_ID", plugin);
+    vars.plain("DISCOVER_URL", format!("{base_url}{compat_path}"));
+    vars.plain("DISCOVER_URL_NOHOST", compat_path);
+
+    // The values plug-in vars replaced, for self-references.
+    let mut replaced = Vec::new();
+    for (item, value) in plugin_vars() {
+        let value = match value {
+            ConfigValue::Text(s) => Cow::Borrowed(s.as_str()),
+            list => Cow::Owned(list.to_env_string()),
+        };
+        if let Some(old) = vars.set(item.name.as_str(), value, item.secret) {
+            replaced.push(old);
+        }
+    }
+    expand_plugin_vars(&mut vars, plugin_vars().map(|(i, _)| i.name.as_str()), &replaced);
+    finish(ctx.redact_secrets, inst, secret_name, vars)
+}
+
+/// Expands every plug-in var against the unexpanded variables, then stores the results.
+fn expand_plugin_vars<'n>(vars: &mut Vars<'_, 'n>, names: impl Iterator<Item = &'n str>, replaced: &[Var<'_>]) {
+    let mut expanded: Vec<(&str, String)> = Vec::new();
+    for name in names {
+        let Some(own) = vars.get(name) else { continue };
+        if !own.value.contains("${") {
+            continue;
+        }
+        let mut out = String::with_capacity(own.value.len() + 16);
+        expand_into(&own.value, &mut out, |var, out| {
+            let found = if var == name {
+                replaced.iter().find(|v| v.name == var)
+            } else {
+                vars.get(var)
+            };
+            let Some(found) = found else { return false };
+            if found.secret && !own.secret {
+                out.push_str("$(");
+                out.push_str(var);
+                out.push(')');
+            } else {
+                out.push_str(&found.value);
+            }
+            true
+        });
+        expanded.push((name, out));
+    }
+    for (name, value) in expanded {
+        if let Some(v) = vars.0.iter_mut().find(|v| v.name == name) {
+            v.value = Cow::Owned(value);
+        }
+    }
+}
+
+fn finish(redact: bool, inst: &PluginInstance<'_>, secret_name: &str, vars: Vars<'_, '_>) -> PluginEnv {
+    let secret_bytes = |value: &str| {
+        ByteString(if redact {
+            REDACTED.to_vec()
+        } else {
+            value.as_bytes().to_vec()
+        })
+    };
+    let mut secret_data = BTreeMap::new();
+    secret_data.insert(TOKEN_VAR.to_owned(), secret_bytes(inst.discovery_token));
+    let mut env = Vec::with_capacity(vars.0.len());
+    for var in vars.0.drain(..) {
+        let (value, value_from) = if var.secret {
+            secret_data.insert(var.name.to_owned(), secret_bytes(&var.value));
+            let from = EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    key: var.name.to_owned(),
+                    name: secret_name.to_owned(),
+                    optional: None,
+                }),
+                ..Default::default()
+            };
+            (None, Some(from))
+        } else {
+            (Some(var.value.into_owned()), None)
+        };
+        env.push(EnvVar {
+            name: var.name.to_owned(),
+            value,
+            value_from,
+        });
+    }
+    PluginEnv { env, secret_data }
+}
+
+#[cfg(test)]
+mod tests {
+    use kato_model::{ComponentSpec, PluginSpec, Values};
+
+    use super::env_values;
+
+    #[test]
+    fn env_values_are_the_resolved_base_values() {
+        let component: ComponentSpec =
+            serde_yaml::from_str("{name: web, image: nginx, ports: [{port: 80, protocol: http}]}").unwrap();
+        let mut spec: PluginSpec = serde_yaml::from_str(
+            "{name: p, kind: general, source: {image: x}, config_groups: [
+               {name: g, items: [{name: A, default: a}, {name: B}, {name: C, default: c},
+                                 {name: L, type: multi, options: [x, y], default: [x, y]}]},
+               {name: h, meta: component-port, injection: discovery, items: [{name: P, default: p}]}]}",
+        )
+        .unwrap();
+        spec.validate().unwrap();
+        let values: Values = serde_yaml::from_str("{base: {C: set, L: [y]}, ports: {'80': {P: q}}}").unwrap();
+        let values = values.validate(&spec, &component, &[]).unwrap();
+        let resolved = values.resolve(&spec, &component, &[]);
+        assert!(resolved.base_is_env);
+        let ours: Vec<_> = env_values(&values, &spec)
+            .map(|(i, v)| (i.name.to_string(), v.clone()))
+            .collect();
+        let model: Vec<_> = resolved.base.into_iter().collect();
+        assert_eq!(ours, model);
+        assert_eq!(
+            ours.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["A", "C", "L"]
+        );
+    }
+
+    #[test]
+    fn discovery_groups_give_no_env() {
+        let spec: PluginSpec = serde_yaml::from_str(
+            "{name: p, kind: general, source: {image: x}, config_groups: [
+               {name: g, injection: discovery, items: [{name: A, default: a}]}]}",
+        )
+        .unwrap();
+        assert_eq!(env_values(&Values::default(), &spec).count(), 0);
+    }
+}

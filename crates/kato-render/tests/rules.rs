@@ -1,0 +1,579 @@
+//! The rendering rules (DESIGN §5), asserted on the objects rather than on YAML text.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Fixture, options};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kato_render::{Object, Rendered, SidecarMode, Target, render};
+
+const SYSTEM_AND_COMPAT: [&str; 11] = [
+    "KATO_TEAM",
+    "KATO_COMPONENT",
+    "KATO_PLUGIN",
+    "KATO_PLUGIN_VERSION",
+    "KATO_DISCOVERY_URL",
+    "KATO_DISCOVERY_TOKEN",
+    "TENANT_ID",
+    "SERVICE_NAME",
+    "PLUGIN_ID",
+    "DISCOVER_URL",
+    "DISCOVER_URL_NOHOST",
+];
+
+fn rendered(f: &Fixture, mode: SidecarMode, target: Target) -> Rendered {
+    render(&f.workload(), &options(target, mode)).unwrap()
+}
+
+fn native(f: &Fixture) -> Rendered {
+    rendered(f, SidecarMode::Native, Target::Kubernetes)
+}
+
+fn deployment(r: &Rendered) -> &Deployment {
+    r.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .expect("a Deployment")
+}
+
+fn pod(r: &Rendered) -> &Pod {
+    r.objects
+        .iter()
+        .find_map(|o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })
+        .expect("a Pod")
+}
+
+fn pod_spec(r: &Rendered) -> &PodSpec {
+    match r.objects.last() {
+        Some(Object::Deployment(d)) => d.spec.as_ref().unwrap().template.spec.as_ref().unwrap(),
+        Some(Object::Pod(p)) => p.spec.as_ref().unwrap(),
+        other => panic!("the workload comes last, got {other:?}"),
+    }
+}
+
+fn service(r: &Rendered) -> Option<&Service> {
+    r.objects.iter().find_map(|o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn secrets(r: &Rendered) -> Vec<&Secret> {
+    r.objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Secret(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn all_containers(spec: &PodSpec) -> Vec<&Container> {
+    spec.init_containers.iter().flatten().chain(&spec.containers).collect()
+}
+
+fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
+    all_containers(spec)
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn names(cs: &[Container]) -> Vec<&str> {
+    cs.iter().map(|c| c.name.as_str()).collect()
+}
+
+/// `(name, value)`, with `secret:<secret>/<key>` for secret references.
+fn env(c: &Container) -> Vec<(String, String)> {
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), None) => v.clone(),
+                (None, Some(from)) => {
+                    let r = from.secret_key_ref.as_ref().expect("only secret references");
+                    format!("secret:{}/{}", r.name, r.key)
+                }
+                other => panic!("{}: {other:?}", e.name),
+            };
+            (e.name.clone(), value)
+        })
+        .collect()
+}
+
+fn env_value(c: &Container, name: &str) -> String {
+    env(c)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{} has no {name}", c.name))
+        .1
+}
+
+#[test]
+fn plugin_env_order_override_and_no_duplicates() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let mesh = env(container(pod_spec(&r), "plugin-mesh"));
+    let got: Vec<&str> = mesh.iter().map(|(n, _)| n.as_str()).collect();
+    let mut want = vec!["LOG_LEVEL", "DB_HOST", "REGION", "FEATURE_X", "BACKUP_AT"];
+    want.extend(SYSTEM_AND_COMPAT);
+    want.push("MESH_UPSTREAM");
+    assert_eq!(got, want, "the plug-in's LOG_LEVEL overrides the app's in place");
+    assert_eq!(mesh[0].1, "debug");
+    for c in all_containers(pod_spec(&r)) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, _) in env(c) {
+            assert!(seen.insert(n.clone()), "{} has {n} twice", c.name);
+        }
+    }
+}
+
+#[test]
+fn system_and_compat_vars() {
+    let f = Fixture::load("several-plugins");
+    let mut opts = options(Target::Kubernetes, SidecarMode::Native);
+    opts.discovery_base_url = "https://kato.example.com/".into();
+    let r = render(&f.workload(), &opts).unwrap();
+    let logs = container(pod_spec(&r), "plugin-logs");
+    let expect = [
+        ("KATO_TEAM", "shop"),
+        ("KATO_COMPONENT", "api"),
+        ("KATO_PLUGIN", "logs"),
+        ("KATO_PLUGIN_VERSION", "2"),
+        (
+            "KATO_DISCOVERY_URL",
+            "https://kato.example.com/discovery/v1/shop/api/logs",
+        ),
+        ("KATO_DISCOVERY_TOKEN", "secret:api-plugin-logs/KATO_DISCOVERY_TOKEN"),
+        ("TENANT_ID", "shop"),
+        ("SERVICE_NAME", "api"),
+        ("PLUGIN_ID", "logs"),
+        (
+            "DISCOVER_URL",
+            "https://kato.example.com/v1/resources/shop/api/logs?token=$(KATO_DISCOVERY_TOKEN)",
+        ),
+        (
+            "DISCOVER_URL_NOHOST",
+            "/v1/resources/shop/api/logs?token=$(KATO_DISCOVERY_TOKEN)",
+        ),
+    ];
+    for (name, value) in expect {
+        assert_eq!(env_value(logs, name), value, "{name}");
+    }
+    let names: Vec<String> = env(logs).into_iter().map(|(n, _)| n).collect();
+    let token = names.iter().position(|n| n == "KATO_DISCOVERY_TOKEN").unwrap();
+    let url = names.iter().position(|n| n == "DISCOVER_URL").unwrap();
+    assert!(
+        token < url,
+        "the kubelet expands $(KATO_DISCOVERY_TOKEN) only when defined earlier"
+    );
+}
+
+#[test]
+fn app_container_gets_only_its_own_env() {
+    let f = Fixture::load("several-plugins");
+    let own: Vec<(String, String)> = f
+        .component
+        .env
+        .iter()
+        .map(|e| (e.name.to_string(), e.value.clone()))
+        .collect();
+    for (mode, target) in common::COMBINATIONS {
+        let r = rendered(&f, mode, target);
+        assert_eq!(env(container(pod_spec(&r), "api")), own, "{mode} {target}");
+    }
+}
+
+#[test]
+fn variables_expand_against_the_plugin_env() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    let logs = container(spec, "plugin-logs");
+    assert_eq!(env_value(container(spec, "plugin-seed"), "SEED_DIR"), "/data/seed");
+    assert_eq!(env_value(container(spec, "plugin-mesh"), "MESH_UPSTREAM"), "db:5432");
+    assert_eq!(env_value(logs, "LOG_PREFIX"), "shop/api//data/logs");
+    assert_eq!(
+        env_value(logs, "REGION"),
+        "eu-1-b",
+        "a self-reference sees the value it replaces"
+    );
+    assert_eq!(env_value(logs, "LOG_EXTRA"), "${NOT_SET} $${LOG_DIR} $(LOG_DIR)");
+    assert_eq!(
+        env_value(logs, "LOG_LEVELS"),
+        "error,warn",
+        "multi values join with commas"
+    );
+    assert_eq!(
+        env_value(logs, "LOG_ENDPOINT"),
+        "https://logs.internal/ingest?token=$(LOG_TOKEN)",
+        "a secret is referenced, never copied into a plain value"
+    );
+    let migrate = container(spec, "plugin-migrate");
+    assert_eq!(
+        env_value(migrate, "DB_URL"),
+        "postgres://app:$(DB_PASSWORD)@db:5432/app"
+    );
+    let data = &secret(&r, "api-plugin-migrate").data.as_ref().unwrap()["DB_DSN"].0;
+    assert_eq!(
+        data, b"host=db password=s3cret",
+        "inside a secret value, secrets expand in full"
+    );
+}
+
+fn secret<'a>(r: &'a Rendered, name: &str) -> &'a Secret {
+    secrets(r)
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no Secret {name}"))
+}
+
+#[test]
+fn secret_items_travel_in_the_plugin_secret() {
+    let f = Fixture::load("several-plugins");
+    for (mode, target) in common::COMBINATIONS {
+        let r = rendered(&f, mode, target);
+        let logs = container(pod_spec(&r), "plugin-logs");
+        assert_eq!(env_value(logs, "LOG_TOKEN"), "secret:api-plugin-logs/LOG_TOKEN");
+        let data = secret(&r, "api-plugin-logs").data.clone().unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["KATO_DISCOVERY_TOKEN", "LOG_TOKEN"]);
+        assert_eq!(data["LOG_TOKEN"].0, b"lt-9f8e7d");
+        assert_eq!(data["KATO_DISCOVERY_TOKEN"].0, b"tok-logs-0001");
+        let yaml = r.to_yaml();
+        for clear in ["lt-9f8e7d", "tok-logs-0001", "s3cret"] {
+            assert!(!yaml.contains(clear), "{clear} appears in clear");
+        }
+    }
+}
+
+#[test]
+fn redaction_hides_every_secret_value() {
+    let f = Fixture::load("several-plugins");
+    let mut opts = options(Target::Kubernetes, SidecarMode::Native);
+    opts.redact_secrets = true;
+    let r = render(&f.workload(), &opts).unwrap();
+    assert_eq!(secrets(&r).len(), 5);
+    for s in secrets(&r) {
+        for (key, value) in s.data.as_ref().unwrap() {
+            assert_eq!(value.0, b"<redacted>", "{key}");
+        }
+    }
+    let plain = native(&f);
+    assert_eq!(pod_spec(&r), pod_spec(&plain), "redaction changes only the Secrets");
+}
+
+#[test]
+fn every_container_mounts_every_volume() {
+    let f = Fixture::load("several-plugins");
+    for (mode, target) in common::COMBINATIONS {
+        let r = rendered(&f, mode, target);
+        let spec = pod_spec(&r);
+        let volumes: Vec<(&str, bool)> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| (v.name.as_str(), v.empty_dir.is_some()))
+            .collect();
+        assert_eq!(volumes, [("data", true), ("scratch", true)]);
+        let cs = all_containers(spec);
+        assert_eq!(cs.len(), 6);
+        for c in cs {
+            let mounts: Vec<(&str, &str)> = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+                .collect();
+            assert_eq!(mounts, [("data", "/data"), ("scratch", "/var/cache/api")], "{}", c.name);
+        }
+    }
+}
+
+fn resources(c: &Container) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let r = c.resources.as_ref().unwrap();
+    let text =
+        |m: &Option<BTreeMap<String, Quantity>>| m.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    (text(&r.requests), text(&r.limits))
+}
+
+#[test]
+fn memory_and_cpu() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    for (name, memory, cpu) in [
+        ("api", "512Mi", Some("500m")),
+        ("plugin-mesh", "64Mi", Some("200m")),
+        ("plugin-logs", "48Mi", None),
+        ("plugin-apm", "96Mi", Some("100m")),
+        ("plugin-seed", "32Mi", None),
+    ] {
+        let (requests, limits) = resources(container(spec, name));
+        assert_eq!(requests, limits, "{name}: request = limit");
+        assert_eq!(limits.get("memory").map(String::as_str), Some(memory), "{name}");
+        assert_eq!(limits.get("cpu").map(String::as_str), cpu, "{name}");
+    }
+}
+
+#[test]
+fn native_sidecars_are_restartable_init_containers_in_order() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    let init = spec.init_containers.as_deref().unwrap();
+    assert_eq!(
+        names(init),
+        [
+            "plugin-mesh",
+            "plugin-logs",
+            "plugin-apm",
+            "plugin-seed",
+            "plugin-migrate"
+        ],
+        "net sidecars, other sidecars, then init plug-ins, each in install order"
+    );
+    assert_eq!(names(&spec.containers), ["api"]);
+    for c in &init[..3] {
+        assert_eq!(c.restart_policy.as_deref(), Some("Always"), "{}", c.name);
+    }
+    for c in &init[3..] {
+        assert_eq!(c.restart_policy, None, "{}", c.name);
+    }
+    assert_eq!(
+        spec.restart_policy, None,
+        "a Deployment keeps the default restart policy"
+    );
+}
+
+#[test]
+fn classic_sidecars_surround_the_app() {
+    let f = Fixture::load("several-plugins");
+    for target in [Target::Kubernetes, Target::Podman] {
+        let r = rendered(&f, SidecarMode::Classic, target);
+        let spec = pod_spec(&r);
+        assert_eq!(
+            names(&spec.containers),
+            ["plugin-mesh", "api", "plugin-logs", "plugin-apm"]
+        );
+        let init = spec.init_containers.as_deref().unwrap();
+        assert_eq!(names(init), ["plugin-seed", "plugin-migrate"]);
+        assert!(all_containers(spec).iter().all(|c| c.restart_policy.is_none()));
+    }
+}
+
+#[test]
+fn init_plugins_are_privileged_only_when_asked() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    let migrate = container(spec, "plugin-migrate").security_context.as_ref().unwrap();
+    assert_eq!(migrate.privileged, Some(true));
+    for c in all_containers(spec).iter().filter(|c| c.name != "plugin-migrate") {
+        assert!(c.security_context.is_none(), "{}", c.name);
+    }
+}
+
+#[test]
+fn inbound_net_plugin_takes_over_the_service_ports() {
+    let mut f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let svc = service(&r).unwrap().spec.as_ref().unwrap();
+    let ports: Vec<(Option<&str>, i32, Option<&IntOrString>)> = svc
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.port, p.target_port.as_ref()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (Some("http-8080"), 8080, Some(&IntOrString::Int(65301))),
+            (Some("tcp-9000"), 9000, Some(&IntOrString::Int(65302))),
+        ]
+    );
+    let mesh_ports: Vec<i32> = container(pod_spec(&r), "plugin-mesh")
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(mesh_ports, [65301, 65302]);
+    let app_ports: Vec<i32> = container(pod_spec(&r), "api")
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(app_ports, [8080, 9000]);
+
+    let mesh = f
+        .plugins
+        .iter_mut()
+        .find(|p| p.installation.plugin.as_str() == "mesh")
+        .unwrap();
+    mesh.installation.enabled = false;
+    let r = native(&f);
+    let targets: Vec<_> = service(&r)
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.target_port.clone())
+        .collect();
+    assert_eq!(targets, [Some(IntOrString::Int(8080)), Some(IntOrString::Int(9000))]);
+}
+
+#[test]
+fn service_ports_names_and_protocols() {
+    let f = Fixture::load("inout-net");
+    let r = native(&f);
+    let svc = service(&r).unwrap();
+    assert_eq!(svc.metadata.name.as_deref(), Some("web"));
+    let ports: Vec<(String, String)> = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap(), p.protocol.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        ports,
+        [("http-8080".into(), "TCP".into()), ("udp-5353".into(), "UDP".into())]
+    );
+    let selector = svc.spec.as_ref().unwrap().selector.clone().unwrap();
+    assert_eq!(selector.keys().collect::<Vec<_>>(), ["kato/component", "kato/team"]);
+
+    let mut f = Fixture::load("no-plugins");
+    assert!(service(&native(&f)).is_none(), "no ports, no Service");
+    f.component.ports = serde_yaml::from_str("[{port: 15432, protocol: postgresql}]").unwrap();
+    let r = native(&f);
+    let port = &service(&r).unwrap().spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!(
+        port.name.as_deref(),
+        Some("p-15432"),
+        "postgresql-15432 is longer than 15"
+    );
+}
+
+#[test]
+fn disabled_and_unbuilt_installations_render_nothing() {
+    let f = Fixture::load("several-plugins");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    let rendered: Vec<&str> = all_containers(spec).iter().map(|c| c.name.as_str()).collect();
+    for absent in ["plugin-old-agent", "plugin-tracer"] {
+        assert!(!rendered.contains(&absent), "{absent}");
+    }
+    assert_eq!(rendered.len(), 6, "the five running plug-ins and the app stay");
+    let secret_names: Vec<&str> = secrets(&r).iter().filter_map(|s| s.metadata.name.as_deref()).collect();
+    assert_eq!(
+        secret_names,
+        [
+            "api-plugin-apm",
+            "api-plugin-logs",
+            "api-plugin-mesh",
+            "api-plugin-migrate",
+            "api-plugin-seed"
+        ],
+        "one Secret per running plug-in, sorted by name"
+    );
+    let annotations = deployment(&r).metadata.annotations.clone().unwrap();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.ends_with("/old-agent") && !k.ends_with("/tracer"))
+    );
+}
+
+#[test]
+fn labels_everywhere_and_annotations_on_the_workload_only() {
+    let f = Fixture::load("several-plugins");
+    let want: BTreeMap<String, String> = [
+        ("app.kubernetes.io/managed-by", "kato"),
+        ("app.kubernetes.io/name", "api"),
+        ("kato/component", "api"),
+        ("kato/team", "shop"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let r = native(&f);
+    for o in &r.objects {
+        assert_eq!(o.metadata().labels.as_ref(), Some(&want), "{} {}", o.kind(), o.name());
+        assert_eq!(o.metadata().namespace.as_deref(), Some("shop"), "{}", o.name());
+    }
+    let d = deployment(&r);
+    let spec = d.spec.as_ref().unwrap();
+    let template = spec.template.metadata.as_ref().unwrap();
+    assert_eq!(template.labels.as_ref(), Some(&want));
+    assert!(template.annotations.is_none(), "config changes must not restart pods");
+    let annotations = d.metadata.annotations.as_ref().unwrap();
+    assert_eq!(annotations["version.plugin.kato/mesh"], "4");
+    assert_eq!(annotations["revision.plugin.kato/mesh"], "5");
+    assert_eq!(annotations.len(), 10);
+    assert_eq!(spec.replicas, Some(3));
+    let selector = spec.selector.match_labels.as_ref().unwrap();
+    assert_eq!(selector.len(), 2);
+    assert!(selector.iter().all(|(k, v)| want[k] == *v));
+}
+
+#[test]
+fn podman_gets_a_pod_without_namespace() {
+    let f = Fixture::load("several-plugins");
+    let r = rendered(&f, SidecarMode::Native, Target::Podman);
+    let p = pod(&r);
+    assert_eq!(p.metadata.name.as_deref(), Some("shop-api"));
+    assert_eq!(p.spec.as_ref().unwrap().restart_policy.as_deref(), Some("OnFailure"));
+    assert!(p.metadata.annotations.as_ref().is_some_and(|a| a.len() == 10));
+    assert!(r.objects.iter().all(|o| o.metadata().namespace.is_none()));
+    assert!(service(&r).is_some(), "podman ignores the Service, but it is rendered");
+
+    let general = Fixture::load("general");
+    let r = rendered(&general, SidecarMode::Classic, Target::Podman);
+    let spec = pod(&r).spec.as_ref().unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"), "no init containers");
+    assert!(spec.init_containers.is_none());
+}
+
+#[test]
+fn the_log_collector_shares_the_log_volume() {
+    let f = Fixture::load("log-collector");
+    let r = native(&f);
+    let spec = pod_spec(&r);
+    let logtail = container(spec, "plugin-logtail");
+    assert_eq!(logtail.restart_policy.as_deref(), Some("Always"));
+    let mount = &logtail.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(mount.mount_path, "/var/log/nginx");
+    assert_eq!(
+        container(spec, "nginx").command.as_deref().unwrap(),
+        ["/bin/sh", "-c", "nginx -g 'daemon off;'"]
+    );
+    for (name, value) in [
+        ("ALIYUN_LOGTAIL_USER_ID", "1234567890123456"),
+        ("ALIYUN_LOGTAIL_USER_DEFINED_ID", "nginx-access-log"),
+        (
+            "ALIYUN_LOGTAIL_CONFIG",
+            "/etc/ilogtail/conf/cn-hangzhou/ilogtail_config.json",
+        ),
+        ("ALIYUN_LOG_ENV_TAGS", "_pod_name_|_pod_ip_|_node_name_"),
+    ] {
+        assert_eq!(env_value(logtail, name), value);
+    }
+}

@@ -1,0 +1,91 @@
+//! The HTTP surface: `/api/v1` resources, health, metrics and the OpenAPI document.
+
+mod components;
+mod meta;
+mod plugins;
+mod teams;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .merge(teams::routes())
+        .merge(plugins::routes())
+        .merge(components::routes())
+        .route("/openapi.json", axum::routing::get(meta::openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(meta::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(meta::count_requests))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such path: see /api/v1/openapi.json for the API".into())
+}
+
+async fn method_not_allowed(req: Request) -> impl IntoResponse {
+    let path = req.uri().path();
+    let why = if path.contains("/versions/") {
+        "versions are immutable: create a new version instead of changing one"
+    } else {
+        "this method is not allowed on this path"
+    };
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::MethodNotAllowed(format!("{} {path}: {why}", req.method())),
+    )
+}
+
+/// A JSON body whose errors come back in the API's error shape: malformed JSON is a 400, a
+/// well-formed body that does not fit the schema a 422 naming the field.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(JsonRejection::JsonDataError(e)) => {
+                use std::error::Error;
+                let detail = e.source().map_or_else(|| e.body_text(), |s| s.to_string());
+                Err(ApiError::invalid("body", detail))
+            }
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// A JSON body that may be left out: an empty body is the type's default.
+pub struct OrDefault<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OrDefault<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let empty = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|l| l == "0")
+            || (!req.headers().contains_key(axum::http::header::CONTENT_TYPE)
+                && !req.headers().contains_key(axum::http::header::TRANSFER_ENCODING)
+                && req.headers().get(axum::http::header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(OrDefault(T::default()));
+        }
+        Body::<T>::from_request(req, state).await.map(|Body(v)| OrDefault(v))
+    }
+}

@@ -1,0 +1,275 @@
+//! Plug-ins (editable drafts) and their immutable versions.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use kato_model::{PluginName, PluginSpec, TeamName};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Body;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::ops::{self, no_plugin, require_team};
+use crate::state::AppState;
+use crate::views;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/teams/{team}/plugins", get(list_plugins).post(create_plugin))
+        .route(
+            "/teams/{team}/plugins/{plugin}",
+            get(get_plugin).patch(patch_plugin).delete(delete_plugin),
+        )
+        .route(
+            "/teams/{team}/plugins/{plugin}/versions",
+            get(list_versions).post(create_version),
+        )
+        .route(
+            "/teams/{team}/plugins/{plugin}/versions/{number}",
+            get(get_version).delete(delete_version),
+        )
+}
+
+fn names(team: &str, plugin: &str) -> ApiResult<(TeamName, PluginName)> {
+    Ok((team.parse()?, plugin.parse()?))
+}
+
+fn version_number(n: &str) -> ApiResult<u32> {
+    n.parse()
+        .map_err(|_| ApiError::BadRequest(format!("version `{n}` is not a number: versions are 1, 2, 3…")))
+}
+
+async fn create_plugin(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path(team): Path<String>,
+    Body(mut spec): Body<PluginSpec>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let team: TeamName = team.parse()?;
+    who.check_team(&team)?;
+    spec.validate()?;
+    let mut tx = state.begin().await?;
+    require_team(&mut tx, &team).await?;
+    if tx.get_plugin(&team, &spec.name).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "plug-in `{}` already exists in team `{team}`: edit its draft with PATCH",
+            spec.name
+        )));
+    }
+    tx.insert_plugin(&team, &spec).await?;
+    let record = tx
+        .get_plugin(&team, &spec.name)
+        .await?
+        .ok_or_else(|| no_plugin(&team, &spec.name))?;
+    state.commit(tx).await?;
+    Ok((StatusCode::CREATED, Json(views::plugin(&record))))
+}
+
+async fn list_plugins(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path(team): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let team: TeamName = team.parse()?;
+    who.check_team(&team)?;
+    if !state.store.team_exists(&team).await? {
+        return Err(ops::no_team(&team));
+    }
+    let plugins = state.store.list_plugins(&team).await?;
+    Ok(Json(Value::Array(plugins.iter().map(views::plugin).collect())))
+}
+
+async fn get_plugin(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    let key = format!("plugin/{team}/{plugin}");
+    let body = match state.cache.body(&key) {
+        Some(b) => b,
+        None => {
+            let generation = state.cache.generation();
+            let record = state
+                .store
+                .get_plugin(&team, &plugin)
+                .await?
+                .ok_or_else(|| no_plugin(&team, &plugin))?;
+            let body = Bytes::from(
+                serde_json::to_vec(&views::plugin(&record)).map_err(|e| ApiError::Internal(e.to_string()))?,
+            );
+            state.cache.put_body(generation, key, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// RFC 7386 JSON merge patch over the draft; the name cannot change.
+async fn patch_plugin(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin)): Path<(String, String)>,
+    Body(patch): Body<Value>,
+) -> ApiResult<Json<Value>> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    if !patch.is_object() {
+        return Err(ApiError::invalid(
+            "body",
+            "send a JSON object with the fields to change (a JSON merge patch)",
+        ));
+    }
+    if let Some(name) = patch.get("name")
+        && name.as_str() != Some(plugin.as_str())
+    {
+        return Err(ApiError::invalid(
+            "name",
+            "a plug-in cannot be renamed: create a new plug-in instead",
+        ));
+    }
+    let mut tx = state.begin().await?;
+    let current = tx
+        .get_plugin(&team, &plugin)
+        .await?
+        .ok_or_else(|| no_plugin(&team, &plugin))?;
+    let mut doc = serde_json::to_value(&current.spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    merge_patch(&mut doc, &patch);
+    let mut spec: PluginSpec = serde_json::from_value(doc).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    spec.validate()?;
+    if spec != current.spec {
+        tx.update_plugin(&team, &spec).await?;
+    }
+    let record = tx
+        .get_plugin(&team, &plugin)
+        .await?
+        .ok_or_else(|| no_plugin(&team, &plugin))?;
+    state.commit(tx).await?;
+    Ok(Json(views::plugin(&record)))
+}
+
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_plugin(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<Value>> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    let mut tx = state.begin().await?;
+    let uninstalled = ops::delete_plugin(&mut tx, &team, &plugin, q.force).await?;
+    state.commit(tx).await?;
+    Ok(Json(
+        serde_json::json!({"deleted": plugin, "uninstalled_from": uninstalled}),
+    ))
+}
+
+async fn create_version(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    let record = ops::create_version(&state, &team, &plugin).await?;
+    Ok((StatusCode::CREATED, Json(views::version(&record))))
+}
+
+async fn list_versions(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    if state.store.get_plugin(&team, &plugin).await?.is_none() {
+        return Err(no_plugin(&team, &plugin));
+    }
+    let versions = state.store.list_versions(&team, &plugin).await?;
+    Ok(Json(Value::Array(versions.iter().map(views::version).collect())))
+}
+
+async fn get_version(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin, number)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    let n = version_number(&number)?;
+    let v = state
+        .store
+        .get_version(&team, &plugin, n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plug-in `{plugin}` has no version {n}")))?;
+    Ok(Json(views::version(&v)))
+}
+
+async fn delete_version(
+    State(state): State<Arc<AppState>>,
+    who: Principal,
+    Path((team, plugin, number)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let (team, plugin) = names(&team, &plugin)?;
+    who.check_team(&team)?;
+    let n = version_number(&number)?;
+    let mut tx = state.begin().await?;
+    let users = tx.installations_of_plugin(&team, &plugin).await?;
+    let using: Vec<String> = users
+        .iter()
+        .filter(|(_, r)| r.installation.version == n)
+        .map(|(c, _)| c.to_string())
+        .collect();
+    if !using.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "version {n} of `{plugin}` is installed on {}: upgrade or uninstall it there first",
+            using.join(", ")
+        )));
+    }
+    if !tx.delete_version(&team, &plugin, n).await? {
+        return Err(ApiError::NotFound(format!("plug-in `{plugin}` has no version {n}")));
+    }
+    state.commit(tx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        merge_patch(&mut doc, &json!({"a": null, "b": {"c": 5}, "e": [2, 3], "f": "x"}));
+        assert_eq!(doc, json!({"b": {"c": 5, "d": 3}, "e": [2, 3], "f": "x"}));
+    }
+}

@@ -1,0 +1,398 @@
+//! The operations behind the API and `apply`: load, check every rule, write — inside the
+//! caller's transaction, so a rejected request changes nothing.
+
+use kato_model::{
+    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Source,
+    TeamName, Version, VersionStatus,
+};
+use kato_store::{InstallationRecord, Store, Tx, VersionRecord};
+
+use crate::auth::new_token;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub const DOCKERFILE_NOT_AVAILABLE: &str =
+    "Dockerfile builds are not available yet: give the plug-in an `image` source to create a version";
+
+pub async fn require_team(tx: &mut Tx, team: &TeamName) -> ApiResult<()> {
+    if tx.team_exists(team).await? {
+        Ok(())
+    } else {
+        Err(no_team(team))
+    }
+}
+
+pub fn no_team(team: &TeamName) -> ApiError {
+    ApiError::NotFound(format!(
+        "team `{team}` does not exist: create it with `kato team create {team}`"
+    ))
+}
+
+pub fn no_plugin(team: &TeamName, plugin: &PluginName) -> ApiError {
+    ApiError::NotFound(format!("plug-in `{plugin}` does not exist in team `{team}`"))
+}
+
+pub fn no_component(team: &TeamName, c: &ComponentName) -> ApiError {
+    ApiError::NotFound(format!("component `{c}` does not exist in team `{team}`"))
+}
+
+/// A component with its dependencies and current installations (in install order).
+pub struct ComponentContext {
+    pub spec: ComponentSpec,
+    pub downstream: Vec<ComponentSpec>,
+    pub installs: Vec<(InstallationRecord, Version)>,
+}
+
+impl ComponentContext {
+    pub fn downstream_refs(&self) -> Vec<&ComponentSpec> {
+        self.downstream.iter().collect()
+    }
+
+    fn others(&self, except: &PluginName) -> Vec<(PluginName, PluginKind, bool)> {
+        self.installs
+            .iter()
+            .filter(|(r, _)| &r.installation.plugin != except)
+            .map(|(r, v)| (r.installation.plugin.clone(), v.spec.kind, r.installation.enabled))
+            .collect()
+    }
+}
+
+/// The reads a component context needs, from the store directly (GETs, no write lock) or
+/// inside a transaction (writes).
+pub trait Reader: Send {
+    fn component(
+        &mut self,
+        team: &TeamName,
+        name: &ComponentName,
+    ) -> impl Future<Output = Result<Option<ComponentSpec>, kato_store::StoreError>> + Send;
+    fn installations(
+        &mut self,
+        team: &TeamName,
+        name: &ComponentName,
+    ) -> impl Future<Output = Result<Vec<InstallationRecord>, kato_store::StoreError>> + Send;
+    fn version(
+        &mut self,
+        team: &TeamName,
+        plugin: &PluginName,
+        n: u32,
+    ) -> impl Future<Output = Result<Option<VersionRecord>, kato_store::StoreError>> + Send;
+}
+
+macro_rules! reader {
+    ($t:ty) => {
+        impl Reader for $t {
+            async fn component(
+                &mut self,
+                team: &TeamName,
+                name: &ComponentName,
+            ) -> Result<Option<ComponentSpec>, kato_store::StoreError> {
+                Ok(self.get_component(team, name).await?.map(|c| c.spec))
+            }
+            async fn installations(
+                &mut self,
+                team: &TeamName,
+                name: &ComponentName,
+            ) -> Result<Vec<InstallationRecord>, kato_store::StoreError> {
+                self.list_installations(team, name).await
+            }
+            async fn version(
+                &mut self,
+                team: &TeamName,
+                plugin: &PluginName,
+                n: u32,
+            ) -> Result<Option<VersionRecord>, kato_store::StoreError> {
+                self.get_version(team, plugin, n).await
+            }
+        }
+    };
+}
+reader!(Tx);
+reader!(&Store);
+
+pub async fn component_context(
+    r: &mut impl Reader,
+    team: &TeamName,
+    name: &ComponentName,
+) -> ApiResult<ComponentContext> {
+    let spec = r.component(team, name).await?.ok_or_else(|| no_component(team, name))?;
+    let mut downstream = Vec::new();
+    for dep in &spec.depends_on {
+        if let Some(d) = r.component(team, dep).await? {
+            downstream.push(d);
+        }
+    }
+    let mut installs = Vec::new();
+    for rec in r.installations(team, name).await? {
+        let v = r
+            .version(team, &rec.installation.plugin, rec.installation.version)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "installation of `{}` names a missing version",
+                    rec.installation.plugin
+                ))
+            })?;
+        installs.push((rec, v.version));
+    }
+    Ok(ComponentContext {
+        spec,
+        downstream,
+        installs,
+    })
+}
+
+/// Installs or updates `plugin` on `component`. With `version` absent, a new installation takes
+/// the newest succeeded version and an existing one keeps its version, unless `to_latest`.
+pub async fn install(
+    tx: &mut Tx,
+    team: &TeamName,
+    component: &ComponentName,
+    plugin: &PluginName,
+    req: &InstallRequest,
+    to_latest: bool,
+) -> ApiResult<(Installation, Version, bool)> {
+    let ctx = component_context(tx, team, component).await?;
+    if tx.get_plugin(team, plugin).await?.is_none() {
+        return Err(no_plugin(team, plugin));
+    }
+    let current = ctx
+        .installs
+        .iter()
+        .find(|(r, _)| &r.installation.plugin == plugin)
+        .map(|(r, _)| r);
+    let number = match (req.version, current) {
+        (Some(n), _) => n,
+        (None, Some(c)) if !to_latest => c.installation.version,
+        _ => tx
+            .latest_succeeded_version(team, plugin)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "version",
+                    format!(
+                        "plug-in `{plugin}` has no succeeded version yet: create one with `kato plugin build {plugin}`"
+                    ),
+                )
+            })?
+            .number,
+    };
+    let version = tx
+        .get_version(team, plugin, number)
+        .await?
+        .ok_or_else(|| ApiError::invalid("version", format!("plug-in `{plugin}` has no version {number}")))?
+        .version;
+    let inst = Installation::apply_request(
+        current.map(|c| &c.installation),
+        plugin,
+        req,
+        &version,
+        &ctx.spec,
+        &ctx.downstream_refs(),
+        &ctx.others(plugin),
+    )?;
+    let token = current.map_or_else(new_token, |c| c.discovery_token.clone());
+    if current.map(|c| &c.installation) != Some(&inst) {
+        tx.put_installation(team, component, &inst, &token).await?;
+    }
+    Ok((inst, version, current.is_none()))
+}
+
+/// Creates or replaces a component, then re-checks its installations against it (ports may
+/// have changed) and bumps the revision of plug-ins on components that call it.
+pub async fn put_component(tx: &mut Tx, team: &TeamName, spec: &ComponentSpec, create_only: bool) -> ApiResult<bool> {
+    spec.validate()?;
+    for (i, dep) in spec.depends_on.iter().enumerate() {
+        if tx.get_component(team, dep).await?.is_none() {
+            return Err(ApiError::invalid(
+                format!("depends_on[{i}]"),
+                format!("component `{dep}` does not exist in team `{team}`: create it first"),
+            ));
+        }
+    }
+    let existing = tx.get_component(team, &spec.name).await?;
+    let created = match existing {
+        Some(_) if create_only => {
+            return Err(ApiError::Conflict(format!(
+                "component `{}` already exists in team `{team}`: use PUT to replace it",
+                spec.name
+            )));
+        }
+        Some(old) if old.spec == *spec => return Ok(false),
+        Some(_) => {
+            tx.update_component(team, spec).await?;
+            false
+        }
+        None => {
+            tx.insert_component(team, spec).await?;
+            true
+        }
+    };
+    if !created {
+        recheck_installations(tx, team, &spec.name).await?;
+        for dependent in tx.components_depending_on(team, &spec.name).await? {
+            bump_downstream_revisions(tx, team, &dependent).await?;
+        }
+    }
+    Ok(created)
+}
+
+async fn recheck_installations(tx: &mut Tx, team: &TeamName, name: &ComponentName) -> ApiResult<()> {
+    let ctx = component_context(tx, team, name).await?;
+    for (r, version) in &ctx.installs {
+        let plugin = &r.installation.plugin;
+        let next = Installation::apply_request(
+            Some(&r.installation),
+            plugin,
+            &InstallRequest::default(),
+            version,
+            &ctx.spec,
+            &ctx.downstream_refs(),
+            &ctx.others(plugin),
+        )
+        .map_err(|e| {
+            ApiError::invalid(
+                e.field,
+                format!(
+                    "installed plug-in `{plugin}` would break: {} (change or uninstall it first)",
+                    e.message
+                ),
+            )
+        })?;
+        if next != r.installation {
+            tx.put_installation(team, name, &next, &r.discovery_token).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A dependency's ports changed: plug-ins serving downstream config see a new document.
+async fn bump_downstream_revisions(tx: &mut Tx, team: &TeamName, name: &ComponentName) -> ApiResult<()> {
+    let ctx = component_context(tx, team, name).await?;
+    for (r, version) in ctx.installs {
+        if version.spec.group(Meta::DownstreamPort).is_some() {
+            let mut next = r.installation.clone();
+            next.revision += 1;
+            tx.put_installation(team, name, &next, &r.discovery_token).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn delete_component(tx: &mut Tx, team: &TeamName, name: &ComponentName) -> ApiResult<()> {
+    let dependents = tx.components_depending_on(team, name).await?;
+    if !dependents.is_empty() {
+        let list: Vec<_> = dependents.iter().map(|d| format!("`{d}`")).collect();
+        return Err(ApiError::Conflict(format!(
+            "component `{name}` is a dependency of {}: remove it from their depends_on first",
+            list.join(", ")
+        )));
+    }
+    if !tx.delete_component(team, name).await? {
+        return Err(no_component(team, name));
+    }
+    Ok(())
+}
+
+/// Deletes a plug-in; one in use needs `force`, which uninstalls it everywhere first.
+pub async fn delete_plugin(tx: &mut Tx, team: &TeamName, name: &PluginName, force: bool) -> ApiResult<Vec<String>> {
+    if tx.get_plugin(team, name).await?.is_none() {
+        return Err(no_plugin(team, name));
+    }
+    let users = tx.installations_of_plugin(team, name).await?;
+    let components: Vec<String> = users.iter().map(|(c, _)| c.to_string()).collect();
+    if !users.is_empty() && !force {
+        return Err(ApiError::Conflict(format!(
+            "plug-in `{name}` is installed on {}: uninstall it first, or delete with ?force=true (`--force`) to uninstall it everywhere",
+            components.join(", ")
+        )));
+    }
+    for (component, _) in &users {
+        tx.delete_installation(team, component, name).await?;
+    }
+    tx.delete_plugin(team, name).await?;
+    Ok(components)
+}
+
+/// Snapshots the draft into a new version and builds it: an image source is resolved in its
+/// registry and pinned by digest. The version row is written first (status `building`) so a
+/// crash mid-resolution leaves a trace that the next start marks failed.
+pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginName) -> ApiResult<VersionRecord> {
+    let mut tx = state.begin().await?;
+    require_team(&mut tx, team).await?;
+    let spec = tx
+        .get_plugin(team, plugin)
+        .await?
+        .ok_or_else(|| no_plugin(team, plugin))?
+        .spec;
+    let Source::Image(image) = &spec.source else {
+        let v = tx.insert_version(team, plugin, &spec, VersionStatus::Queued).await?;
+        tx.finish_version(
+            team,
+            plugin,
+            v.number,
+            VersionStatus::Failed,
+            None,
+            Some(DOCKERFILE_NOT_AVAILABLE),
+        )
+        .await?;
+        let record = tx.get_version(team, plugin, v.number).await?;
+        state.commit(tx).await?;
+        return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
+    };
+    let image = image.clone();
+    let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
+    state.commit(tx).await?;
+    let outcome = state.resolver.resolve(&image).await;
+    let mut tx = state.begin().await?;
+    match &outcome {
+        Ok(pinned) => {
+            tx.finish_version(
+                team,
+                plugin,
+                v.number,
+                VersionStatus::Succeeded,
+                Some(&pinned.reference),
+                None,
+            )
+            .await?
+        }
+        Err(e) => {
+            tx.finish_version(
+                team,
+                plugin,
+                v.number,
+                VersionStatus::Failed,
+                None,
+                Some(&e.to_string()),
+            )
+            .await?
+        }
+    }
+    let record = tx.get_version(team, plugin, v.number).await?;
+    state.commit(tx).await?;
+    record.ok_or_else(|| ApiError::Internal("version vanished".into()))
+}
+
+/// Versions a stopped server left `queued` or `building` are marked failed at start.
+pub async fn fail_interrupted_builds(store: &Store) -> Result<usize, kato_store::StoreError> {
+    let mut tx = store.begin().await?;
+    let stuck = tx.unfinished_versions().await?;
+    for (team, plugin, number) in &stuck {
+        tx.finish_version(
+            team,
+            plugin,
+            *number,
+            VersionStatus::Failed,
+            None,
+            Some("interrupted by a server restart: create a new version"),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(stuck.len())
+}
+
+/// Whether a plug-in's draft differs from what its newest version froze.
+pub fn draft_changed(draft: &PluginSpec, latest: Option<&Version>) -> bool {
+    latest.is_none_or(|v| &v.spec != draft)
+}

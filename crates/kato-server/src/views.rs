@@ -1,0 +1,57 @@
+//! JSON shapes the API answers with. Secret values never leave through here.
+
+use kato_model::{Installation, Version};
+use kato_store::{InstallationRecord, PluginRecord, VersionRecord};
+use serde_json::{Value, json};
+
+pub fn plugin(r: &PluginRecord) -> Value {
+    let mut v = serde_json::to_value(&r.spec).unwrap_or_default();
+    v["created_at"] = r.created_at.clone().into();
+    v["updated_at"] = r.updated_at.clone().into();
+    v
+}
+
+pub fn version(r: &VersionRecord) -> Value {
+    let mut v = version_body(&r.version);
+    v["created_at"] = r.created_at.clone().into();
+    v["finished_at"] = r.finished_at.clone().into();
+    v
+}
+
+fn version_body(v: &Version) -> Value {
+    json!({
+        "number": v.number,
+        "status": v.status,
+        "image": v.image,
+        "error": v.error,
+        "plugin": v.spec,
+    })
+}
+
+/// An installation as clients see it: secret values replaced by the list of their names.
+pub fn installation(i: &Installation, version: &Version) -> Value {
+    let (values, secrets) = i.values.redacted(&version.spec);
+    let listen: serde_json::Map<String, Value> = i
+        .listen_ports
+        .iter()
+        .map(|(p, l)| (p.to_string(), Value::from(*l)))
+        .collect();
+    json!({
+        "plugin": i.plugin,
+        "kind": version.spec.kind,
+        "version": i.version,
+        "image": version.image,
+        "enabled": i.enabled,
+        "memory_mib": i.memory_mib,
+        "cpu_millis": i.cpu_millis,
+        "privileged": i.privileged,
+        "values": values,
+        "secret_values_set": secrets,
+        "listen_ports": listen,
+        "revision": i.revision,
+    })
+}
+
+pub fn installation_record(r: &InstallationRecord, version: &Version) -> Value {
+    installation(&r.installation, version)
+}

@@ -1,0 +1,242 @@
+//! Plug-ins and versions through the API: digest pinning, immutability, failures, deletion.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::Server;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_version_pins_the_image_by_digest() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let pushed = s.registry.push_image("demo/logtail", "1").await;
+    let spec =
+        json!({"name": "logtail", "kind": "general", "source": {"image": pushed.image.to_string()}, "memory_mib": 64});
+    let v = s.plugin("demo", spec).await;
+    assert_eq!(v["number"], 1);
+    let image = v["image"].as_str().unwrap();
+    assert_eq!(image, format!("{}/demo/logtail@{}", s.registry.host(), pushed.digest));
+    assert_eq!(v["plugin"]["memory_mib"], 64);
+    let got = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/logtail/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(got["image"], image);
+    // The draft may change; version 1 does not.
+    s.ok(
+        Method::PATCH,
+        "/teams/demo/plugins/logtail",
+        Some(json!({"memory_mib": 128})),
+        StatusCode::OK,
+    )
+    .await;
+    let v2 = s
+        .ok(
+            Method::POST,
+            "/teams/demo/plugins/logtail/versions",
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (v2["number"].as_u64(), v2["plugin"]["memory_mib"].as_u64()),
+        (Some(2), Some(128))
+    );
+    let v1 = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/logtail/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v1["plugin"]["memory_mib"], 64);
+}
+
+#[tokio::test]
+async fn versions_cannot_be_modified() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let image = s.image("demo/p").await;
+    s.plugin("demo", json!({"name": "p", "kind": "init", "source": {"image": image}}))
+        .await;
+    let before = s.snapshot("demo").await;
+    for method in [Method::PUT, Method::PATCH, Method::POST] {
+        let (status, v) = s
+            .call(
+                method.clone(),
+                "/teams/demo/plugins/p/versions/1",
+                Some(json!({"image": "x"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("immutable"), "{v}");
+    }
+    assert_eq!(s.snapshot("demo").await, before);
+}
+
+#[tokio::test]
+async fn resolution_failures_are_distinct_and_leave_a_failed_version() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let missing = format!("{}/demo/missing:1", s.registry.host());
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins",
+        Some(json!({"name": "gone", "kind": "general", "source": {"image": missing}})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = s
+        .ok(
+            Method::POST,
+            "/teams/demo/plugins/gone/versions",
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(v["status"], "failed");
+    assert!(v["error"].as_str().unwrap().contains("not found"), "{v}");
+
+    s.ok(Method::POST, "/teams/demo/plugins", Some(json!({"name": "built", "kind": "general", "source": {"dockerfile": {"repo": "https://git.example.com/p.git"}}})), StatusCode::CREATED).await;
+    let v = s
+        .ok(
+            Method::POST,
+            "/teams/demo/plugins/built/versions",
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(v["status"], "failed");
+    assert_eq!(
+        v["error"],
+        "Dockerfile builds are not available yet: give the plug-in an `image` source to create a version"
+    );
+
+    // A failed version cannot be installed.
+    s.ok(
+        Method::POST,
+        "/teams/demo/components",
+        Some(json!({"name": "web", "image": "nginx"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (status, e) = s
+        .call(
+            Method::PUT,
+            "/teams/demo/components/web/plugins/gone",
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only a succeeded version can be installed"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_drafts_name_the_field() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let cases = [
+        (
+            json!({"name": "Bad_Name", "kind": "general", "source": {"image": "x"}}),
+            "invalid plug-in name `Bad_Name`",
+        ),
+        (
+            json!({"name": "p", "kind": "sidecar", "source": {"image": "x"}}),
+            "unknown variant `sidecar`",
+        ),
+        (
+            json!({"name": "p", "kind": "general", "source": {"image": "Not A Ref"}}),
+            "invalid image reference",
+        ),
+        (
+            json!({"name": "p", "kind": "general", "source": {"image": "x"}, "config_groups": [{"name": "g", "meta": "component-port", "injection": "env"}]}),
+            "set injection to `discovery`",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, v) = s.call(Method::POST, "/teams/demo/plugins", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(expected),
+            "{body}: {v}"
+        );
+    }
+    let (status, v) = s.call(Method::POST, "/teams/demo/plugins", Some(json!({"name": "p", "kind": "general", "source": {"image": "x"}, "config_groups": [{"name": "a"}, {"name": "b"}]}))).await;
+    assert_eq!(
+        (status, v["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("config_groups[1].meta"))
+    );
+    assert_eq!(
+        s.ok(Method::GET, "/teams/demo/plugins", None, StatusCode::OK).await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_plugin_in_use_needs_force_and_uninstalls_everywhere() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let image = s.image("demo/p").await;
+    s.plugin(
+        "demo",
+        json!({"name": "p", "kind": "general", "source": {"image": image}}),
+    )
+    .await;
+    for c in ["a", "b"] {
+        s.ok(
+            Method::POST,
+            "/teams/demo/components",
+            Some(json!({"name": c, "image": "nginx"})),
+            StatusCode::CREATED,
+        )
+        .await;
+        s.ok(
+            Method::PUT,
+            &format!("/teams/demo/components/{c}/plugins/p"),
+            Some(json!({})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let before = s.snapshot("demo").await;
+    let (status, v) = s.call(Method::DELETE, "/teams/demo/plugins/p", None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("installed on a, b"),
+        "{v}"
+    );
+    let (status, _) = s.call(Method::DELETE, "/teams/demo/plugins/p/versions/1", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a version in use cannot be deleted");
+    assert_eq!(s.snapshot("demo").await, before);
+
+    let v = s
+        .ok(Method::DELETE, "/teams/demo/plugins/p?force=true", None, StatusCode::OK)
+        .await;
+    assert_eq!(v["uninstalled_from"], json!(["a", "b"]));
+    for c in ["a", "b"] {
+        assert_eq!(
+            s.ok(
+                Method::GET,
+                &format!("/teams/demo/components/{c}/plugins"),
+                None,
+                StatusCode::OK
+            )
+            .await,
+            json!([])
+        );
+    }
+    s.ok(Method::GET, "/teams/demo/plugins/p", None, StatusCode::NOT_FOUND)
+        .await;
+}

@@ -1,0 +1,213 @@
+//! Installations: order, references to components and versions, and what deleting does.
+
+use kato_model::VersionStatus;
+use kato_store::Store;
+
+use crate::support::*;
+
+/// Team `t` with plug-ins `a`, `b`, `c` (one succeeded version each) and components `web`, `db`.
+pub async fn seeded(store: &Store) {
+    let t = team("t");
+    let mut tx = store.begin().await.unwrap();
+    tx.create_team(&t).await.unwrap();
+    for p in ["a", "b", "c"] {
+        tx.insert_plugin(&t, &plugin(p)).await.unwrap();
+        tx.insert_version(&t, &plugin_name(p), &plugin(p), VersionStatus::Building)
+            .await
+            .unwrap();
+        tx.finish_version(
+            &t,
+            &plugin_name(p),
+            1,
+            VersionStatus::Succeeded,
+            Some("i@sha256:1"),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    tx.insert_component(&t, &component("db", &[])).await.unwrap();
+    tx.insert_component(&t, &component("web", &["db"])).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn order(records: &[kato_store::InstallationRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.installation.plugin.as_str()).collect()
+}
+
+pub async fn install_order_is_kept_on_update(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, web) = (team("t"), component_name("web"));
+    let mut tx = store.begin().await.unwrap();
+    for (p, token) in [("c", "tok-c"), ("a", "tok-a"), ("b", "tok-b")] {
+        tx.put_installation(&t, &web, &installation(p, 1, 1), token)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let before = store.list_installations(&t, &web).await.unwrap();
+    assert_eq!(order(&before), ["c", "a", "b"]);
+
+    // Updating the first one changes its document and keeps its place.
+    let mut updated = installation("c", 1, 2);
+    updated.enabled = false;
+    updated.memory_mib = 256;
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &web, &updated, "tok-c2").await.unwrap();
+    tx.commit().await.unwrap();
+    let after = store.list_installations(&t, &web).await.unwrap();
+    assert_eq!(order(&after), ["c", "a", "b"]);
+    assert_eq!(after[0].seq, before[0].seq);
+    let got = store
+        .get_installation(&t, &web, &plugin_name("c"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.installation, updated);
+    assert_eq!(got.discovery_token, "tok-c2");
+    assert_eq!(
+        store
+            .get_installation(&t, &component_name("db"), &plugin_name("c"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Uninstalled and installed again, it goes last.
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_installation(&t, &web, &plugin_name("c")).await.unwrap());
+    assert!(!tx.delete_installation(&t, &web, &plugin_name("c")).await.unwrap());
+    tx.put_installation(&t, &web, &installation("c", 1, 3), "tok-c3")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        order(&store.list_installations(&t, &web).await.unwrap()),
+        ["a", "b", "c"]
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), "tok-db-a")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let users = store.installations_of_plugin(&t, &plugin_name("a")).await.unwrap();
+    let components: Vec<_> = users.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(components, ["db", "web"]);
+    assert_eq!(users[0].1.discovery_token, "tok-db-a");
+}
+
+pub async fn install_needs_component_and_version(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let t = team("t");
+    let mut tx = store.begin().await.unwrap();
+    let msg = assert_err!(
+        tx.put_installation(&t, &component_name("ghost"), &installation("a", 1, 1), "x")
+            .await,
+        NotFound
+    );
+    assert!(msg.contains("component `ghost` does not exist"), "{msg}");
+    let msg = assert_err!(
+        tx.put_installation(&t, &component_name("web"), &installation("a", 7, 1), "x")
+            .await,
+        NotFound
+    );
+    assert!(msg.contains("plug-in `a` of team `t` has no version 7"), "{msg}");
+    assert_err!(
+        tx.put_installation(&t, &component_name("web"), &installation("zz", 1, 1), "x")
+            .await,
+        NotFound
+    );
+    tx.commit().await.unwrap();
+    assert!(
+        store
+            .list_installations(&t, &component_name("web"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn versions_and_plugins_in_use_are_refused(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, a) = (team("t"), plugin_name("a"));
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_version(&t, &a, &plugin("a"), VersionStatus::Failed)
+        .await
+        .unwrap();
+    tx.put_installation(&t, &component_name("web"), &installation("a", 1, 1), "x")
+        .await
+        .unwrap();
+    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), "y")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let msg = assert_err!(tx.delete_version(&t, &a, 1).await, InUse);
+    assert!(
+        msg.contains("version 1 of plug-in `a` is installed on `db`, `web`"),
+        "{msg}"
+    );
+    let msg = assert_err!(tx.delete_plugin(&t, &a).await, InUse);
+    assert!(msg.contains("plug-in `a` is installed on `db`, `web`"), "{msg}");
+    // A version nobody runs can go.
+    assert!(tx.delete_version(&t, &a, 2).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.get_version(&t, &a, 1).await.unwrap().is_some());
+
+    // Uninstalled everywhere (what a forced delete does), the plug-in goes with its versions.
+    let mut tx = store.begin().await.unwrap();
+    for (c, _) in tx.installations_of_plugin(&t, &a).await.unwrap() {
+        assert!(tx.delete_installation(&t, &c, &a).await.unwrap());
+    }
+    assert!(tx.delete_plugin(&t, &a).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.get_plugin(&t, &a).await.unwrap(), None);
+    assert_eq!(store.list_versions(&t, &a).await.unwrap(), vec![]);
+    assert_eq!(store.get_version(&t, &a, 1).await.unwrap(), None);
+}
+
+pub async fn deleting_a_component_removes_its_installations(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, web) = (team("t"), component_name("web"));
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &web, &installation("a", 1, 1), "x")
+        .await
+        .unwrap();
+    tx.put_installation(&t, &web, &installation("b", 1, 1), "y")
+        .await
+        .unwrap();
+    tx.put_installation(&t, &component_name("db"), &installation("b", 1, 1), "z")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_component(&t, &web).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.list_installations(&t, &web).await.unwrap().is_empty());
+    assert!(
+        store
+            .installations_of_plugin(&t, &plugin_name("a"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .installations_of_plugin(&t, &plugin_name("b"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Nothing runs version 1 of `a` any more, so it can be deleted.
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_version(&t, &plugin_name("a"), 1).await.unwrap());
+    tx.commit().await.unwrap();
+}

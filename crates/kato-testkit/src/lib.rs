@@ -1,0 +1,22 @@
+//! Real parts for Kato's tests, started and torn down by each test: no mocks of what runs here.
+//!
+//! - [`TestRegistry`]: Debian's `docker-registry` (the CNCF distribution registry) on a loopback port,
+//!   with filesystem storage in a temp dir and optional htpasswd auth.
+//! - [`PushedImage`]: a tiny OCI image (one config blob, one layer tarball) pushed into it, with the
+//!   digest it was stored under.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let reg = kato_testkit::TestRegistry::start().await;
+//! let pushed = reg.push_image("team/app", "1").await;
+//! assert!(pushed.pinned().starts_with(reg.host()));
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod image;
+mod registry;
+
+pub use image::PushedImage;
+pub use registry::TestRegistry;

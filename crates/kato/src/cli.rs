@@ -1,0 +1,271 @@
+//! The command line: every flag also reads an environment variable where one makes sense.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kato",
+    version,
+    about = "Plug-ins for components: define, version, install, render"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The Kato server to talk to.
+    #[arg(long, global = true, env = "KATO_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// API token; defaults to the admin token in the local data dir.
+    #[arg(long, global = true, env = "KATO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The team to work in.
+    #[arg(long, short = 't', global = true, env = "KATO_TEAM")]
+    pub team: Option<String>,
+    /// The server's data dir (for `serve`, and where the CLI finds the admin token).
+    #[arg(long, global = true, env = "KATO_DATA_DIR", default_value = "./kato-data")]
+    pub data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(Serve),
+    /// Teams (admin).
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// API tokens of a team.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Plug-ins and their versions.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Components (applications).
+    #[command(subcommand)]
+    Component(ComponentCmd),
+    /// Install a plug-in on a component, or change its installation.
+    Install(Install),
+    /// Remove a plug-in from a component.
+    Uninstall(Target2),
+    /// Switch an installed plug-in on.
+    Enable(Target2),
+    /// Switch an installed plug-in off (its values are kept).
+    Disable(Target2),
+    /// Move an installation to another version (the newest succeeded one by default).
+    Upgrade(Upgrade),
+    /// Print the objects a component renders to.
+    Render(Render),
+    /// Create or update plug-ins and components from YAML documents.
+    Apply(Apply),
+}
+
+#[derive(Args, Debug)]
+pub struct Serve {
+    /// Address to listen on.
+    #[arg(long, env = "KATO_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL (postgres://…); SQLite in the data dir when absent.
+    #[arg(long, env = "KATO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The URL plug-in containers use to reach this server (discovery API).
+    #[arg(long, env = "KATO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCmd {
+    Create { name: String },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    List,
+    Delete {
+        id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCmd {
+    /// Create a plug-in from a YAML/JSON file or from flags.
+    Create(PluginFields),
+    /// Change a plug-in's draft (flags, or a merge-patch file).
+    Update(PluginFields),
+    List,
+    Get {
+        name: String,
+    },
+    /// Delete a plug-in; `--force` uninstalls it everywhere first.
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Freeze the draft into a new version and build it.
+    Build {
+        name: String,
+    },
+    /// List a plug-in's versions.
+    Versions {
+        name: String,
+    },
+    /// Show one version.
+    Version {
+        name: String,
+        number: u32,
+    },
+    /// Delete a version that no component uses.
+    DeleteVersion {
+        name: String,
+        number: u32,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PluginFields {
+    /// The plug-in's name (or take it from the file).
+    pub name: Option<String>,
+    /// A YAML or JSON file with the plug-in (create) or the fields to change (update).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// inbound-net, outbound-net, inout-net, perf-analysis, init or general.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Build from this image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Minimum memory of the plug-in container, MiB.
+    #[arg(long)]
+    pub memory: Option<u32>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Command, run through /bin/sh -c.
+    #[arg(long)]
+    pub command: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComponentCmd {
+    /// Create (or replace, with --replace) a component from a file or flags.
+    Create(ComponentFields),
+    List,
+    Get {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// The plug-ins installed on a component.
+    Plugins {
+        name: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ComponentFields {
+    pub name: Option<String>,
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub image: Option<String>,
+    /// PORT[/PROTOCOL], repeatable (e.g. 8080/http).
+    #[arg(long = "port")]
+    pub ports: Vec<String>,
+    /// NAME=VALUE, repeatable.
+    #[arg(long = "env")]
+    pub env: Vec<String>,
+    /// NAME:PATH, repeatable: storage shared with plug-ins.
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
+    #[arg(long)]
+    pub memory: Option<u32>,
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    #[arg(long = "depends-on")]
+    pub depends_on: Vec<String>,
+    /// Replace the component if it exists.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Target2 {
+    pub component: String,
+    pub plugin: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Install {
+    pub component: String,
+    pub plugin: String,
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Memory of the plug-in container, MiB (at least the version's minimum).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// ITEM=VALUE for the plug-in's own variables, repeatable; merged into the current values.
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// PORT.ITEM=VALUE for per-port values, repeatable.
+    #[arg(long = "set-port")]
+    pub set_port: Vec<String>,
+    /// COMPONENT:PORT.ITEM=VALUE for per-downstream values, repeatable.
+    #[arg(long = "set-downstream")]
+    pub set_downstream: Vec<String>,
+    /// Install switched off.
+    #[arg(long)]
+    pub disabled: bool,
+    /// Run an init plug-in privileged.
+    #[arg(long)]
+    pub privileged: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Upgrade {
+    pub component: String,
+    pub plugin: String,
+    #[arg(long)]
+    pub version: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct Render {
+    pub component: String,
+    #[arg(long, default_value = "kubernetes")]
+    pub target: String,
+    /// native or classic; the target's default when absent.
+    #[arg(long)]
+    pub sidecars: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct Apply {
+    /// YAML files with `kind: Plugin` / `kind: Component` documents; `-` reads standard input.
+    #[arg(long, short = 'f', required = true)]
+    pub file: Vec<PathBuf>,
+}

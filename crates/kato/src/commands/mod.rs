@@ -1,0 +1,169 @@
+//! What each subcommand does: build a request, call the server, print the answer.
+
+mod components;
+mod plugins;
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::{Apply, Cli, Command, Global, Serve, TeamCmd, TokenCmd};
+use crate::client::Client;
+use crate::output::{Column, field, print};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Serve(s) => serve(g, s).await,
+        Command::Team(c) => team(g, c).await,
+        Command::Token(c) => token(g, c).await,
+        Command::Plugin(c) => plugins::run(g, c).await,
+        Command::Component(c) => components::run(g, c).await,
+        Command::Install(i) => components::install(g, i).await,
+        Command::Uninstall(t) => components::uninstall(g, t).await,
+        Command::Enable(t) => components::switch(g, t, true).await,
+        Command::Disable(t) => components::switch(g, t, false).await,
+        Command::Upgrade(u) => components::upgrade(g, u).await,
+        Command::Render(r) => components::render(g, r).await,
+        Command::Apply(a) => apply(g, a).await,
+    }
+}
+
+pub fn team_of(g: &Global) -> Result<&str> {
+    g.team
+        .as_deref()
+        .ok_or_else(|| anyhow!("which team? give --team NAME or set KATO_TEAM"))
+}
+
+async fn serve(g: &Global, s: Serve) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = kato_server::Config {
+        data_dir: g.data_dir.clone(),
+        listen: s.listen,
+        database_url: s.database_url,
+        public_url: s.public_url,
+    };
+    kato_server::serve(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+const NAME: Column = ("NAME", |v| field(v, "name"));
+const CREATED: Column = ("CREATED", |v| field(v, "created_at"));
+
+async fn team(g: &Global, c: TeamCmd) -> Result<()> {
+    let client = Client::new(g)?;
+    let v = match c {
+        TeamCmd::Create { name } => {
+            client
+                .call(Method::POST, "/teams", Some(&json!({"name": name})))
+                .await?
+        }
+        TeamCmd::List => client.get("/teams").await?,
+    };
+    print(&v, g.output, &[NAME, CREATED]);
+    Ok(())
+}
+
+async fn token(g: &Global, c: TokenCmd) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let cols: [Column; 3] = [("ID", |v| field(v, "id")), NAME, CREATED];
+    match c {
+        TokenCmd::Create { name } => {
+            let body = json!({"name": name});
+            let v = client
+                .call(Method::POST, &format!("/teams/{team}/tokens"), Some(&body))
+                .await?;
+            print(
+                &v,
+                g.output,
+                &[
+                    ("ID", |v| field(v, "id")),
+                    NAME,
+                    ("TOKEN (shown once)", |v| field(v, "token")),
+                ],
+            );
+        }
+        TokenCmd::List => print(&client.get(&format!("/teams/{team}/tokens")).await?, g.output, &cols),
+        TokenCmd::Delete { id } => {
+            client
+                .call(Method::DELETE, &format!("/teams/{team}/tokens/{id}"), None)
+                .await?;
+            eprintln!("token {id} deleted");
+        }
+    }
+    Ok(())
+}
+
+/// Reads YAML or JSON documents from a file (`-` for standard input).
+pub fn read_documents(path: &Path) -> Result<Vec<Value>> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    let mut docs = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let v: Value = serde::Deserialize::deserialize(doc)
+            .with_context(|| format!("{}: document {} is not valid YAML", path.display(), i + 1))?;
+        if !v.is_null() {
+            docs.push(v);
+        }
+    }
+    if docs.is_empty() {
+        bail!("{} holds no documents", path.display());
+    }
+    Ok(docs)
+}
+
+async fn apply(g: &Global, a: Apply) -> Result<()> {
+    let client = Client::new(g)?;
+    let mut documents = Vec::new();
+    for f in &a.file {
+        documents.extend(read_documents(f)?);
+    }
+    let team = match g.team.as_deref() {
+        Some(t) => t.to_owned(),
+        None => documents
+            .iter()
+            .find_map(|d| d["metadata"]["team"].as_str().map(str::to_owned))
+            .ok_or_else(|| {
+                anyhow!("which team? give --team NAME, set KATO_TEAM, or put `team:` in the documents' metadata")
+            })?,
+    };
+    let v = client
+        .call(
+            Method::POST,
+            &format!("/teams/{team}/apply"),
+            Some(&json!({"documents": documents})),
+        )
+        .await?;
+    print(
+        &v,
+        g.output,
+        &[("KIND", |v| field(v, "kind")), NAME, ("ACTION", |v| field(v, "action"))],
+    );
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The `kato` binary against a real server on a loopback port: tables for people, JSON for
+//! scripts, and a non-zero exit with the server's message on failure.
+
+use std::process::Output;
+
+use kato_testkit::TestRegistry;
+use serde_json::Value;
+
+struct Env {
+    server: String,
+    dir: tempfile::TempDir,
+    registry: TestRegistry,
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = kato_server::Config {
+        data_dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: None,
+        public_url: None,
+    };
+    let (state, _) = kato_server::prepare(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, state).await });
+    Env {
+        server: format!("http://{addr}"),
+        dir,
+        registry: TestRegistry::start().await,
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, state: std::sync::Arc<kato_server::AppState>) {
+    kato_server::serve_on(listener, state, std::future::pending())
+        .await
+        .unwrap();
+}
+
+impl Env {
+    async fn kato(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kato"));
+        cmd.args(args)
+            .env_remove("KATO_TOKEN")
+            .env("KATO_SERVER", &self.server)
+            .env("KATO_DATA_DIR", self.dir.path())
+            .env("KATO_TEAM", "demo");
+        tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+            .await
+            .expect("kato finished in time")
+            .unwrap()
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.kato(args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "kato {args:?} failed: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_walk_through_works_from_the_command_line() {
+    let env = start().await;
+    let image = env.registry.push_image("demo/logtail", "1").await;
+    env.ok(&["team", "create", "demo"]).await;
+    let table = env
+        .ok(&[
+            "plugin",
+            "create",
+            "logtail",
+            "--kind",
+            "general",
+            "--image",
+            image.image.as_str(),
+            "--memory",
+            "64",
+        ])
+        .await;
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("logtail") && table.contains("general"), "{table}");
+
+    let built = env.ok(&["plugin", "build", "logtail", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&built).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert!(v["image"].as_str().unwrap().ends_with(&image.digest), "{v}");
+
+    env.ok(&[
+        "component",
+        "create",
+        "web",
+        "--image",
+        "nginx:1.27",
+        "--port",
+        "80/http",
+        "--volume",
+        "logs:/var/log/nginx",
+    ])
+    .await;
+    env.ok(&["install", "web", "logtail", "--memory", "96"]).await;
+    let installed = env.kato(&["install", "web", "logtail", "--set", "NOPE=1"]).await;
+    assert!(!installed.status.success(), "an unknown item fails");
+    let err = String::from_utf8_lossy(&installed.stderr);
+    assert!(
+        err.contains("the plug-in has no `meta: none` group"),
+        "the server's message is shown: {err}"
+    );
+
+    env.ok(&["disable", "web", "logtail"]).await;
+    let list = env.ok(&["component", "plugins", "web", "-o", "yaml"]).await;
+    let v: Value = serde_yaml::from_str(&list).unwrap();
+    assert_eq!(v[0]["enabled"], false);
+    env.ok(&["enable", "web", "logtail"]).await;
+
+    let yaml = env.ok(&["render", "web"]).await;
+    assert!(
+        yaml.contains("name: plugin-logtail") && yaml.contains("kind: Deployment"),
+        "{yaml}"
+    );
+    let podman = env.ok(&["render", "web", "--target", "podman"]).await;
+    assert!(podman.contains("kind: Pod"), "{podman}");
+
+    env.ok(&["uninstall", "web", "logtail"]).await;
+    let missing = env.kato(&["plugin", "get", "nope"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("plug-in `nope` does not exist in team `demo`"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_reads_yaml_files() {
+    let env = start().await;
+    env.ok(&["team", "create", "demo"]).await;
+    for repo in ["kato-examples/logtail", "kato-examples/log-demo"] {
+        env.registry.push_image(repo, "1").await;
+    }
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/log-collector.yaml"
+    ))
+    .unwrap();
+    let file = env.dir.path().join("example.yaml");
+    std::fs::write(&file, example.replace("127.0.0.1:5000", env.registry.host())).unwrap();
+    let out = env.ok(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert!(out.contains("versioned 1") && out.contains("installed"), "{out}");
+    let again = env.ok(&["apply", "-f", file.to_str().unwrap(), "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&again).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|o| o["action"] == "unchanged"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_server_is_a_clear_error() {
+    let env = start().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kato"))
+        .args(["team", "list"])
+        .env("KATO_SERVER", "http://127.0.0.1:9")
+        .env("KATO_TOKEN", "x")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the Kato server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(env);
+}

@@ -1,0 +1,24 @@
+# Shared helpers for the project's scripts (sourced, not run).
+
+# Installs Debian packages that are missing; a no-op when all are present.
+need_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Installs Python command-line tools that are missing.
+need_pip() {
+  local cmd="$1" pkg="$2"
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  echo "installing: $pkg (pip)" >&2
+  python3 -m pip install --quiet "$pkg" || python3 -m pip install --quiet --break-system-packages "$pkg"
+  hash -r
+}
