@@ -22,6 +22,16 @@ pub async fn require_team(tx: &mut Tx, team: &TeamName) -> ApiResult<()> {
     }
 }
 
+/// A team from the path that the caller may see and that exists (for reads).
+pub async fn existing_team(state: &AppState, who: &crate::auth::Principal, team: &str) -> ApiResult<TeamName> {
+    let team: TeamName = team.parse()?;
+    who.check_team(&team)?;
+    if !state.store.team_exists(&team).await? {
+        return Err(no_team(&team));
+    }
+    Ok(team)
+}
+
 pub fn no_team(team: &TeamName) -> ApiError {
     ApiError::NotFound(format!(
         "team `{team}` does not exist: create it with `kato team create {team}`"

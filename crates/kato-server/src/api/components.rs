@@ -86,11 +86,7 @@ async fn list_components(
     who: Principal,
     Path(team): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let team: TeamName = team.parse()?;
-    who.check_team(&team)?;
-    if !state.store.team_exists(&team).await? {
-        return Err(ops::no_team(&team));
-    }
+    let team = crate::ops::existing_team(&state, &who, &team).await?;
     let list = state.store.list_components(&team).await?;
     Ok(Json(Value::Array(
         list.iter().map(|c| component_view(&c.spec)).collect(),

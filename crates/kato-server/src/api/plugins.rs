@@ -76,11 +76,7 @@ async fn list_plugins(
     who: Principal,
     Path(team): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let team: TeamName = team.parse()?;
-    who.check_team(&team)?;
-    if !state.store.team_exists(&team).await? {
-        return Err(ops::no_team(&team));
-    }
+    let team = crate::ops::existing_team(&state, &who, &team).await?;
     let plugins = state.store.list_plugins(&team).await?;
     Ok(Json(Value::Array(plugins.iter().map(views::plugin).collect())))
 }

@@ -91,11 +91,7 @@ async fn list_tokens(
     who: Principal,
     Path(team): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let team: TeamName = team.parse()?;
-    who.check_team(&team)?;
-    if !state.store.team_exists(&team).await? {
-        return Err(crate::ops::no_team(&team));
-    }
+    let team = crate::ops::existing_team(&state, &who, &team).await?;
     let tokens = state.store.list_tokens(Some(&team)).await?;
     Ok(Json(Value::Array(
         tokens
