@@ -40,8 +40,17 @@ async fn create_team(
         return Err(ApiError::Conflict(format!("team `{}` already exists", body.name)));
     }
     tx.create_team(&body.name).await?;
+    let created_at = tx
+        .list_teams()
+        .await?
+        .into_iter()
+        .find(|t| t.name == body.name)
+        .map(|t| t.created_at);
     state.commit(tx).await?;
-    Ok((StatusCode::CREATED, Json(json!({"name": body.name}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": body.name, "created_at": created_at})),
+    ))
 }
 
 async fn list_teams(State(state): State<Arc<AppState>>, who: Principal) -> ApiResult<Json<Value>> {
