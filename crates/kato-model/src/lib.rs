@@ -8,6 +8,7 @@ pub mod install;
 pub mod names;
 pub mod plugin;
 pub mod protocol;
+mod reference;
 pub mod value;
 
 pub use component::{ComponentSpec, EnvVar, Port, Volume};

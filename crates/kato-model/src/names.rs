@@ -152,17 +152,7 @@ impl FromStr for ImageRef {
                 "write it as [registry/]repository[:tag][@sha256:digest], with no spaces",
             ));
         }
-        let parsed = oci_spec::distribution::Reference::try_from(s).map_err(|e| {
-            use oci_spec::distribution::ParseError as P;
-            refused(match e {
-                P::NameContainsUppercase => "the repository part must be lowercase",
-                P::DigestInvalidFormat | P::DigestInvalidLength | P::DigestUnsupported => {
-                    "a digest must be sha256:<64 hex digits>"
-                }
-                P::TagInvalidFormat => "a tag is 1-128 letters, digits, '_', '.' or '-'",
-                _ => "write it as [registry/]repository[:tag][@sha256:digest] (e.g. `nginx:1.27`)",
-            })
-        })?;
+        let parsed = crate::reference::parse(s).map_err(|e| refused(e.rule()))?;
         Ok(Self {
             text: s.to_owned(),
             parsed,
