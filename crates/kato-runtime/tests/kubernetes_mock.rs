@@ -58,6 +58,7 @@ impl ApiServer {
             .expect("the driver makes another request")
             .expect("the client is still there");
         let (parts, body) = req.into_parts();
+        assert_granted(&parts.method, parts.uri.path());
         let bytes = body.collect_bytes().await.unwrap();
         Call {
             method: parts.method,
@@ -157,6 +158,73 @@ impl Call {
             .body(whole(text.as_bytes().to_vec()))
             .unwrap();
         self.respond.send_response(response);
+    }
+}
+
+/// Every request the driver makes is one the ClusterRole of `deploy/rbac.yaml` grants: its
+/// `group/resource` (subresource included) and verb (an apply needs patch, and create for an
+/// object that is not there yet).
+fn assert_granted(method: &Method, path: &str) {
+    static GRANTS: std::sync::OnceLock<Vec<(String, String, String)>> = std::sync::OnceLock::new();
+    let grants = GRANTS.get_or_init(|| {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/rbac.yaml")).unwrap();
+        let mut out = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if doc["kind"] != "ClusterRole" {
+                continue;
+            }
+            for rule in doc["rules"].as_array().unwrap() {
+                let strings = |k: &str| -> Vec<String> {
+                    rule[k]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_owned())
+                        .collect()
+                };
+                for g in strings("apiGroups") {
+                    for r in strings("resources") {
+                        for v in strings("verbs") {
+                            out.push((g.clone(), r.clone(), v));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    });
+    // /api/v1/… or /apis/GROUP/VERSION/…, then [namespaces/NS/]RESOURCE[/NAME[/SUB]].
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts[0] {
+        "api" => ("", &parts[2..]),
+        "apis" => (parts[1], &parts[3..]),
+        _ => panic!("not an API path: {path}"),
+    };
+    let rest = if rest.len() > 2 && rest[0] == "namespaces" {
+        &rest[2..]
+    } else {
+        rest
+    };
+    let (resource, named) = match rest {
+        [r] => (r.to_string(), false),
+        [r, _] => (r.to_string(), true),
+        [r, _, sub] => (format!("{r}/{sub}"), true),
+        _ => panic!("unexpected API path {path}"),
+    };
+    let verbs: &[&str] = match (method.as_str(), named) {
+        ("GET", true) => &["get"],
+        ("GET", false) => &["list"],
+        ("POST", false) => &["create"],
+        ("PATCH", true) => &["patch", "create"],
+        ("DELETE", true) => &["delete"],
+        _ => panic!("unexpected request {method} {path}"),
+    };
+    for verb in verbs {
+        assert!(
+            grants.iter().any(|(g, r, v)| g == group && *r == resource && v == verb),
+            "deploy/rbac.yaml does not grant `{verb}` on `{group}/{resource}`, which {method} {path} needs"
+        );
     }
 }
 
