@@ -8,6 +8,7 @@
 //! timeout; the API server's refusals come back with its own message.
 
 mod status;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

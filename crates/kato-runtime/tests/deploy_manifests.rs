@@ -105,7 +105,7 @@ fn the_cluster_role_grants_exactly_what_the_driver_uses() {
         ("/secrets", &["create", "patch", "list", "delete"]),
         ("/services", &["create", "patch", "list", "delete"]),
         ("apps/deployments", &["get", "create", "patch", "list", "delete"]),
-        ("/pods", &["list"]),
+        ("/pods", &["list", "watch"]),
         ("/pods/log", &["get"]),
     ]
     .into_iter()

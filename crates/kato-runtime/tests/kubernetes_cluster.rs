@@ -71,24 +71,27 @@ component:
     common::render(&yaml)
 }
 
-/// Polls `status` until `done` says so or the deadline passes.
+/// Watches the component's status until `done` says so or the deadline passes.
 async fn wait_for(
     rt: &KubernetesRuntime,
     c: ComponentRef<'_>,
     what: &str,
     done: impl Fn(&ComponentStatus) -> bool,
 ) -> ComponentStatus {
-    let start = Instant::now();
-    loop {
-        let status = rt.status(c).await.expect("status");
-        if done(&status) {
-            return status;
+    let mut statuses = Box::pin(rt.watch_status(c));
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(status) = statuses.next().await {
+            let status = status.expect("status");
+            if done(&status) {
+                return Some(status);
+            }
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "component not {what} within {DEADLINE:?}: {status:#?}"
-        );
-        tokio::time::sleep(POLL).await;
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(status)) => status,
+        _ => panic!("component not {what} within {DEADLINE:?}: {:#?}", rt.status(c).await),
     }
 }
 
