@@ -32,10 +32,6 @@ use serde::de::DeserializeOwned;
 use crate::{ComponentRef, ComponentStatus, LogStream, LogsRequest, Runtime, RuntimeError, TargetKind};
 
 const ENGINE: &str = "kubernetes";
-/// The field manager of every apply.
-pub const FIELD_MANAGER: &str = "kato";
-/// How long one API call may take unless [`KubernetesRuntime::with_timeout`] says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs components on a Kubernetes cluster.
 #[derive(Clone)]
@@ -53,6 +49,11 @@ impl std::fmt::Debug for KubernetesRuntime {
 }
 
 impl KubernetesRuntime {
+    /// The field manager of every apply.
+    pub const FIELD_MANAGER: &str = "kato";
+    /// How long one API call may take unless [`KubernetesRuntime::with_timeout`] says otherwise.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// Connects with the kubeconfig at `kubeconfig` (its current context), or, without one, with
     /// the default configuration: `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service
     /// account.
@@ -81,11 +82,11 @@ impl KubernetesRuntime {
     pub fn from_client(client: Client) -> Self {
         Self {
             client,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: Self::DEFAULT_TIMEOUT,
         }
     }
 
-    /// Bounds every API call by `timeout` instead of [`DEFAULT_TIMEOUT`].
+    /// Bounds every API call by `timeout` instead of [`Self::DEFAULT_TIMEOUT`].
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -108,6 +109,12 @@ impl KubernetesRuntime {
                 engine: ENGINE,
                 seconds: self.timeout.as_secs_f64().ceil() as u64,
             })
+    }
+
+    /// The label selector of every object Kato applied for the component (what garbage
+    /// collection and stop delete).
+    pub fn owned_selector(c: ComponentRef<'_>) -> String {
+        owned_selector(c)
     }
 
     async fn ensure_namespace(&self, name: &str) -> Result<(), RuntimeError> {
@@ -144,7 +151,7 @@ impl KubernetesRuntime {
     {
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
         let name = object.meta().name.clone().unwrap_or_default();
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = PatchParams::apply(Self::FIELD_MANAGER).force();
         self.call(
             || format!("apply {} {namespace}/{name}", K::kind(&())),
             api.patch(&name, &params, &Patch::Apply(object)),
@@ -192,7 +199,7 @@ impl KubernetesRuntime {
 }
 
 /// The labels every object the component rendered carries.
-pub fn owned_selector(c: ComponentRef<'_>) -> String {
+fn owned_selector(c: ComponentRef<'_>) -> String {
     format!(
         "{LABEL_MANAGED_BY}=kato,{LABEL_TEAM}={},{LABEL_COMPONENT}={}",
         c.team, c.component

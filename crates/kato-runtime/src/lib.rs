@@ -17,7 +17,7 @@ use futures::stream::BoxStream;
 use kato_render::Rendered;
 use serde::Serialize;
 
-pub use kubernetes::{DEFAULT_TIMEOUT as KUBERNETES_DEFAULT_TIMEOUT, FIELD_MANAGER, KubernetesRuntime, owned_selector};
+pub use kubernetes::KubernetesRuntime;
 pub use none::NoneRuntime;
 
 /// Which engine a server drives.

@@ -166,7 +166,7 @@ async fn lifecycle(rt: KubernetesRuntime, client: kube::Client, team: String, im
         .expect("deploy without the plug-in");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &team);
     let left = secrets
-        .list(&ListParams::default().labels(&kato_runtime::owned_selector(c)))
+        .list(&ListParams::default().labels(&KubernetesRuntime::owned_selector(c)))
         .await
         .unwrap();
     assert!(left.items.is_empty(), "the plug-in's Secret is left: {:?}", left.items);
