@@ -122,7 +122,16 @@ impl KubernetesRuntime {
         let found = self
             .call(|| format!("read namespace {name}"), api.get_opt(name))
             .await?;
-        if found.is_some() {
+        if let Some(ns) = found {
+            // Kato's permissions are cluster-wide: a team named like a system namespace must not
+            // get to apply (forcibly) into it.
+            let managed = ns.metadata.labels.as_ref().and_then(|l| l.get(LABEL_MANAGED_BY));
+            if managed.map(String::as_str) != Some("kato") {
+                return Err(engine(format!(
+                    "namespace `{name}` exists and is not managed by Kato: label it \
+                     {LABEL_MANAGED_BY}=kato to let team `{name}` run components there, or use another team name"
+                )));
+            }
             return Ok(());
         }
         let ns = Namespace {

@@ -52,7 +52,11 @@ pub(crate) fn component_status(deployment: Option<&Deployment>, pods: &[Pod]) ->
         })
         .collect();
 
+    let stuck = deployment.and_then(deployment_failure);
     if live.is_empty() {
+        if let Some(why) = stuck {
+            return failed(why, out);
+        }
         return match deployment {
             Some(d) if d.metadata.deletion_timestamp.is_none() => ComponentStatus {
                 state: ComponentState::Starting,
@@ -84,6 +88,10 @@ pub(crate) fn component_status(deployment: Option<&Deployment>, pods: &[Pod]) ->
         }
     }
 
+    if let Some(why) = stuck {
+        return failed(why, out);
+    }
+
     // Starting: a pod not yet running with every container ready.
     for (pod, ps) in &live {
         if ps.phase != "Running" {
@@ -109,6 +117,23 @@ pub(crate) fn component_status(deployment: Option<&Deployment>, pods: &[Pod]) ->
         message: None,
         pods: out,
     }
+}
+
+/// Why the Deployment cannot bring its pods up, when its controller says so: it cannot create
+/// them (quota, admission), or the rollout ran past its progress deadline.
+fn deployment_failure(d: &Deployment) -> Option<String> {
+    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    let failing = conditions.iter().find(|c| {
+        (c.type_ == "ReplicaFailure" && c.status == "True")
+            || (c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+    })?;
+    let reason = failing.reason.as_deref().unwrap_or(&failing.type_);
+    Some(match failing.message.as_deref() {
+        Some(m) if !m.is_empty() => format!("deployment: {reason}: {m}"),
+        _ => format!("deployment: {reason}"),
+    })
 }
 
 fn failed(message: String, pods: Vec<PodStatus>) -> ComponentStatus {

@@ -2,7 +2,7 @@
 
 use http::Method;
 use kato_runtime::Runtime;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::common;
 use crate::server::*;
@@ -58,10 +58,9 @@ async fn redeploy_applies_the_new_render_into_the_existing_namespace() {
     let rendered = common::web(Some(128));
     let (rt, server) = runtime();
     scenario(server, rt.deploy(WEB, &rendered), |mut s| async move {
-        s.expect(Method::GET, "/api/v1/namespaces/shop").await.reply(
-            200,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
-        );
+        s.expect(Method::GET, "/api/v1/namespaces/shop")
+            .await
+            .reply(200, kato_namespace());
         s.expect_apply("/api/v1/namespaces/shop/secrets/web-plugin-exporter")
             .await;
         s.expect_apply("/api/v1/namespaces/shop/services/web").await;
@@ -89,10 +88,9 @@ async fn deploy_deletes_what_the_component_no_longer_renders() {
     let (result, server) = {
         let server_side = tokio::spawn(async move {
             let mut s = server;
-            s.expect(Method::GET, "/api/v1/namespaces/shop").await.reply(
-                200,
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
-            );
+            s.expect(Method::GET, "/api/v1/namespaces/shop")
+                .await
+                .reply(200, kato_namespace());
             s.expect_apply("/api/v1/namespaces/shop/services/web").await;
             s.expect_apply("/apis/apps/v1/namespaces/shop/deployments/web").await;
             s.expect_owned_list("/apis/apps/v1/namespaces/shop/deployments", &["web", "web-old"])

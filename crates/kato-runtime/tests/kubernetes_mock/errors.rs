@@ -49,10 +49,9 @@ async fn a_rejected_apply_stops_the_deploy_before_any_deletion() {
     let (rt, server) = runtime();
     let server_side = tokio::spawn(async move {
         let mut s = server;
-        s.expect(Method::GET, "/api/v1/namespaces/shop").await.reply(
-            200,
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
-        );
+        s.expect(Method::GET, "/api/v1/namespaces/shop")
+            .await
+            .reply(200, kato_namespace());
         s.expect_apply("/api/v1/namespaces/shop/secrets/web-plugin-exporter")
             .await;
         s.expect_apply("/api/v1/namespaces/shop/services/web").await;
@@ -122,4 +121,28 @@ async fn an_api_server_that_does_not_answer_is_a_timeout() {
     );
     assert_eq!(err.to_string(), "kubernetes did not answer within 7 s");
     drop(held.await.unwrap());
+}
+
+#[tokio::test]
+async fn a_namespace_kato_did_not_create_is_refused_and_nothing_is_applied() {
+    let rendered = common::web(Some(64));
+    let (rt, server) = runtime();
+    let server_side = tokio::spawn(async move {
+        let mut s = server;
+        s.expect(Method::GET, "/api/v1/namespaces/shop").await.reply(
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+        );
+        s
+    });
+    let err = rt.deploy(WEB, &rendered).await.expect_err("deploy fails");
+    let server = server_side.await.unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("namespace `shop` exists and is not managed by Kato"),
+        "{text}"
+    );
+    assert!(text.contains("app.kubernetes.io/managed-by=kato"), "{text}");
+    drop(rt);
+    server.expect_no_more().await;
 }

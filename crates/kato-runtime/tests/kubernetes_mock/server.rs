@@ -283,3 +283,9 @@ pub fn deployment(annotations: Value) -> Value {
            "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
            "spec": {"selector": {"matchLabels": {"kato/team": "shop"}}, "template": {}}})
 }
+
+/// The team's namespace as Kato created it.
+pub fn kato_namespace() -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+           "metadata": {"name": "shop", "labels": {"app.kubernetes.io/managed-by": "kato"}}})
+}

@@ -228,3 +228,54 @@ async fn status_is_starting_while_containers_are_created_and_stopped_without_a_d
     assert_eq!(status.state, ComponentState::Stopped);
     assert!(status.pods.is_empty());
 }
+
+fn deployment_with_condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
+    let mut d = deployment(json!({}));
+    d["status"] = json!({"conditions": [{"type": type_, "status": status, "reason": reason, "message": message}]});
+    d
+}
+
+#[tokio::test]
+async fn status_is_failed_when_the_deployment_cannot_create_pods() {
+    let d = deployment_with_condition(
+        "ReplicaFailure",
+        "True",
+        "FailedCreate",
+        "pods \"web-7d9-x\" is forbidden: exceeded quota: team-quota, requested: memory=256Mi",
+    );
+    let status = status_of(vec![], Some(d)).await;
+    assert_eq!(status.state, ComponentState::Failed);
+    let message = status.message.unwrap();
+    assert!(message.starts_with("deployment: FailedCreate: "), "{message}");
+    assert!(message.contains("exceeded quota"), "{message}");
+
+    // A rollout past its deadline, with a pod that waits without a failing reason.
+    let d = deployment_with_condition(
+        "Progressing",
+        "False",
+        "ProgressDeadlineExceeded",
+        "ReplicaSet \"web-7d9\" has timed out progressing.",
+    );
+    let p = pod(
+        "web-1",
+        "Pending",
+        vec![],
+        vec![container("web", "nginx:1.27")],
+        vec![],
+        vec![cstatus(
+            "web",
+            false,
+            0,
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({}),
+        )],
+    );
+    let status = status_of(vec![p], Some(d)).await;
+    assert_eq!(status.state, ComponentState::Failed);
+    assert!(status.message.unwrap().contains("ProgressDeadlineExceeded"));
+
+    // A rollout that still progresses is only starting.
+    let d = deployment_with_condition("Progressing", "True", "ReplicaSetUpdated", "");
+    let status = status_of(vec![], Some(d)).await;
+    assert_eq!(status.state, ComponentState::Starting);
+}
