@@ -143,8 +143,8 @@ impl KubernetesRuntime {
             ..Default::default()
         };
         match self.timed(api.create(&PostParams::default(), &ns)).await? {
-            // Created meanwhile by another deploy of the same team.
             Ok(_) => Ok(()),
+            // Created meanwhile by another deploy of the same team.
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
             Err(e) => Err(api_error(&format!("create namespace {name}"), e)),
         }
@@ -311,14 +311,15 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
-        let pods = self.pods(c).await?;
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), c.team);
-        let deployment = self
-            .call(
+        // Both at once: a status costs one round trip.
+        let (pods, deployment) = tokio::try_join!(
+            self.pods(c),
+            self.call(
                 || format!("read deployment {}/{}", c.team, c.component),
-                api.get_opt(c.component),
+                api.get_opt(c.component)
             )
-            .await?;
+        )?;
         Ok(status::component_status(deployment.as_ref(), &pods))
     }
 

@@ -105,10 +105,12 @@ async fn an_api_server_that_does_not_answer_is_a_timeout() {
     // The server takes the request and never answers; time is paused, so the deadline passes
     // as soon as nothing else can run.
     let held = tokio::spawn(async move {
-        let call = server.expect(Method::GET, "/api/v1/namespaces/shop/pods").await;
+        let call = server
+            .expect(Method::GET, "/apis/apps/v1/namespaces/shop/deployments")
+            .await;
         (server, call.respond)
     });
-    let err = rt.status(WEB).await.expect_err("status fails");
+    let err = rt.stop(WEB).await.expect_err("stop fails");
     assert!(
         matches!(
             err,

@@ -6,17 +6,31 @@ use serde_json::{Value, json};
 
 use crate::server::*;
 
+/// A status: the driver asks for the pods and the Deployment at once, in either order.
 async fn status_of(pods: Vec<Value>, deploy: Option<Value>) -> kato_runtime::ComponentStatus {
     let (rt, server) = runtime();
     let server_side = tokio::spawn(async move {
         let mut s = server;
-        s.expect_pod_list(pods).await;
-        let get = s
-            .expect(Method::GET, "/apis/apps/v1/namespaces/shop/deployments/web")
-            .await;
-        match deploy {
-            Some(d) => get.reply(200, d),
-            None => get.reply(404, status_body(404, "NotFound", "deployments.apps \"web\" not found")),
+        let mut pods = Some(pods);
+        let mut deploy = Some(deploy);
+        for _ in 0..2 {
+            let call = s.next().await;
+            assert_eq!(call.method, Method::GET);
+            match call.path.as_str() {
+                "/api/v1/namespaces/shop/pods" if pods.is_some() => {
+                    assert_eq!(call.query.get("labelSelector").map(String::as_str), Some(PODS));
+                    let items = pods.take().unwrap();
+                    call.reply(
+                        200,
+                        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                    );
+                }
+                "/apis/apps/v1/namespaces/shop/deployments/web" if deploy.is_some() => match deploy.take().unwrap() {
+                    Some(d) => call.reply(200, d),
+                    None => call.reply(404, status_body(404, "NotFound", "deployments.apps \"web\" not found")),
+                },
+                other => panic!("unexpected request GET {other}"),
+            }
         }
         s
     });
