@@ -92,10 +92,10 @@ pub(crate) fn component_status(deployment: Option<&Deployment>, pods: &[Pod]) ->
         return failed(why, out);
     }
 
-    // Starting: a pod not yet running with every container ready.
+    // Starting: a pod not yet scheduled, a container not ready, or a pod not running yet.
     for (pod, ps) in &live {
-        if ps.phase != "Running" {
-            return starting(format!("pod {} is {}", ps.name, pending_reason(pod, ps)), out);
+        if let Some(why) = unscheduled(pod) {
+            return starting(format!("pod {} is not scheduled: {why}", ps.name), out);
         }
         for c in &ps.containers {
             // A finished init container has done its job; a native sidecar must be ready.
@@ -110,6 +110,9 @@ pub(crate) fn component_status(deployment: Option<&Deployment>, pods: &[Pod]) ->
                     out,
                 );
             }
+        }
+        if ps.phase != "Running" {
+            return starting(format!("pod {} is {}", ps.name, ps.phase.to_lowercase()), out);
         }
     }
     ComponentStatus {
@@ -161,20 +164,19 @@ fn state_word(s: ContainerState) -> &'static str {
     }
 }
 
-/// Why a pod that is not running yet waits: its scheduling condition, or its phase.
-fn pending_reason(pod: &Pod, ps: &PodStatus) -> String {
-    let unscheduled = pod
+/// Why the scheduler has not placed a pod, when it has not.
+fn unscheduled(pod: &Pod) -> Option<String> {
+    let c = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"));
-    match unscheduled {
-        Some(c) => format!(
-            "not scheduled: {}",
-            c.message.as_deref().or(c.reason.as_deref()).unwrap_or("no node fits")
-        ),
-        None => ps.phase.to_lowercase(),
-    }
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))?;
+    Some(
+        c.message
+            .clone()
+            .or_else(|| c.reason.clone())
+            .unwrap_or_else(|| "no node fits".into()),
+    )
 }
 
 /// Why a container cannot run, when it cannot.

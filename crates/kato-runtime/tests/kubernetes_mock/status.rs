@@ -293,3 +293,25 @@ async fn status_is_failed_when_the_deployment_cannot_create_pods() {
     let status = status_of(vec![], Some(d)).await;
     assert_eq!(status.state, ComponentState::Starting);
 }
+
+#[tokio::test]
+async fn status_says_why_a_pod_is_not_scheduled() {
+    let mut p = pod(
+        "web-1",
+        "Pending",
+        vec![],
+        vec![container("web", "nginx:1.27")],
+        vec![],
+        vec![],
+    );
+    p["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient memory."}]);
+    let status = status_of(vec![p], Some(deployment(json!({})))).await;
+    assert_eq!(status.state, ComponentState::Starting);
+    assert_eq!(
+        status.message.as_deref(),
+        Some("pod web-1 is not scheduled: 0/3 nodes are available: 3 Insufficient memory.")
+    );
+    let web = &status.pods[0].containers[0];
+    assert_eq!((web.state, web.ready), (ContainerState::Waiting, false));
+}
