@@ -92,6 +92,18 @@ impl KubernetesRuntime {
         self
     }
 
+    /// Asks the API server its version (`v1.33.1`): a cheap check, at start, that the cluster
+    /// answers and accepts the credentials.
+    pub async fn server_version(&self) -> Result<String, RuntimeError> {
+        let info = self
+            .call(
+                || "read the API server's version".into(),
+                self.client.apiserver_version(),
+            )
+            .await?;
+        Ok(info.git_version)
+    }
+
     /// Runs one API call within the timeout; `what` names it in errors.
     async fn call<T>(
         &self,

@@ -148,3 +148,27 @@ async fn a_namespace_kato_did_not_create_is_refused_and_nothing_is_applied() {
     drop(rt);
     server.expect_no_more().await;
 }
+
+#[tokio::test]
+async fn the_server_version_checks_the_cluster_answers() {
+    let (rt, server) = runtime();
+    let server_side = tokio::spawn(async move {
+        let mut s = server;
+        s.expect(Method::GET, "/version").await.reply(
+            200,
+            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "", "gitTreeState": "clean",
+                   "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"}),
+        );
+        s.expect(Method::GET, "/version")
+            .await
+            .reply(401, status_body(401, "Unauthorized", "Unauthorized"));
+        s
+    });
+    assert_eq!(rt.server_version().await.expect("a version"), "v1.33.1");
+    let err = rt.server_version().await.expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "kubernetes failed: read the API server's version: Unauthorized (401 Unauthorized)"
+    );
+    server_side.await.unwrap();
+}

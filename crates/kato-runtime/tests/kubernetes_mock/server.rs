@@ -194,6 +194,11 @@ pub fn assert_granted(method: &Method, path: &str, query: &str) {
         }
         out
     });
+    // Public to every client (the `system:public-info-viewer` role).
+    if path == "/version" {
+        assert_eq!(method, Method::GET);
+        return;
+    }
     // /api/v1/… or /apis/GROUP/VERSION/…, then [namespaces/NS/]RESOURCE[/NAME[/SUB]].
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match parts[0] {
