@@ -114,6 +114,8 @@ async fn lifecycle(rt: KubernetesRuntime, client: kube::Client, team: String, im
         component: "web",
     };
 
+    let version = rt.server_version().await.expect("the cluster answers");
+    assert!(version.starts_with('v'), "{version}");
     rt.deploy(c, &workload(&team, &image, true))
         .await
         .expect("first deploy");
