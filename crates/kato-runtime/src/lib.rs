@@ -6,6 +6,7 @@
 //! server and the CLI never see engine specifics.
 #![forbid(unsafe_code)]
 
+mod kubernetes;
 mod none;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use futures::stream::BoxStream;
 use kato_render::Rendered;
 use serde::Serialize;
 
+pub use kubernetes::KubernetesRuntime;
 pub use none::NoneRuntime;
 
 /// Which engine a server drives.
