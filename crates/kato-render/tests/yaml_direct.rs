@@ -1,5 +1,5 @@
-//! The Deployment and Pod are written straight from their fields; the output must be the serde
-//! path's byte for byte, for every fixture and for fields Kato does not set itself.
+//! The objects are written straight from their fields; the output must be the serde path's byte
+//! for byte, for every fixture and for fields Kato does not set itself.
 
 mod common;
 
@@ -94,12 +94,29 @@ fn add_pod_fields(spec: &mut PodSpec) {
     }
 }
 
+fn add_metadata_fields(o: &mut Object) {
+    let extra = serde_json::json!({
+        "finalizers": ["kato/cleanup"],
+        "generateName": "web-",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "1-2"}],
+        "uid": "0b7e-11",
+    });
+    let meta = match o {
+        Object::Secret(s) => &mut s.metadata,
+        Object::Service(s) => &mut s.metadata,
+        Object::Deployment(d) => &mut d.metadata,
+        Object::Pod(p) => &mut p.metadata,
+    };
+    *meta = with_json(&*meta, extra);
+}
+
 #[test]
 fn fields_kato_does_not_set_go_through_serde_in_place() {
     let f = Fixture::load("several-plugins");
     for target in [Target::Kubernetes, Target::Podman] {
         let mut r = render(&f.workload(), &options(target, SidecarMode::Native)).unwrap();
         for o in &mut r.objects {
+            add_metadata_fields(o);
             match o {
                 Object::Deployment(d) => {
                     let spec = d.spec.as_mut().unwrap();
@@ -111,7 +128,11 @@ fn fields_kato_does_not_set_go_through_serde_in_place() {
                     d.status = Some(Default::default());
                 }
                 Object::Pod(p) => add_pod_fields(p.spec.as_mut().unwrap()),
-                _ => {}
+                Object::Secret(s) => {
+                    s.immutable = Some(true);
+                    s.string_data = Some([("plain".to_owned(), "text: here".to_owned())].into());
+                }
+                Object::Service(s) => s.status = Some(Default::default()),
             }
         }
         assert_same(&r, &format!("several-plugins with unhandled fields, {target}"));

@@ -1,4 +1,4 @@
-//! The Deployment and Pod written straight from their fields, down to each container's env.
+//! The objects written straight from their fields, down to each container's env.
 //!
 //! Through serde a container cost ~900 instructions per env var, and a workload with a few
 //! plug-ins has ~100 of them (every plug-in container gets the app's env too). Here the fields are written in the order k8s-openapi serializes
@@ -11,17 +11,56 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, Service, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{Compound, Error};
+
+pub(super) fn secret(out: &mut String, s: &Secret) -> Result<(), Error> {
+    let Secret {
+        data,
+        immutable,
+        metadata,
+        string_data,
+        type_,
+    } = s;
+    let mut doc = Compound::document(out);
+    doc.str_field("apiVersion", Secret::API_VERSION);
+    doc.str_field("kind", Secret::KIND);
+    doc.opt_field("data", data)?;
+    doc.opt_field("immutable", immutable)?;
+    doc.field_key("metadata");
+    object_meta(doc.nested(), metadata)?;
+    if let Some(string_data) = string_data {
+        doc.field_key("stringData");
+        string_map(doc.nested(), string_data)?;
+    }
+    doc.opt_str_field("type", type_);
+    doc.end("{}")
+}
+
+pub(super) fn service(out: &mut String, s: &Service) -> Result<(), Error> {
+    let Service { metadata, spec, status } = s;
+    let mut doc = Compound::document(out);
+    doc.str_field("apiVersion", Service::API_VERSION);
+    doc.str_field("kind", Service::KIND);
+    doc.field_key("metadata");
+    object_meta(doc.nested(), metadata)?;
+    doc.opt_field("spec", spec)?;
+    doc.opt_field("status", status)?;
+    doc.end("{}")
+}
 
 pub(super) fn deployment(out: &mut String, d: &Deployment) -> Result<(), Error> {
     let Deployment { metadata, spec, status } = d;
     let mut doc = Compound::document(out);
     doc.str_field("apiVersion", Deployment::API_VERSION);
     doc.str_field("kind", Deployment::KIND);
-    doc.field("metadata", metadata)?;
+    doc.field_key("metadata");
+    object_meta(doc.nested(), metadata)?;
     if let Some(spec) = spec {
         doc.field_key("spec");
         deployment_spec(doc.nested(), spec)?;
@@ -35,7 +74,8 @@ pub(super) fn pod(out: &mut String, p: &Pod) -> Result<(), Error> {
     let mut doc = Compound::document(out);
     doc.str_field("apiVersion", Pod::API_VERSION);
     doc.str_field("kind", Pod::KIND);
-    doc.field("metadata", metadata)?;
+    doc.field_key("metadata");
+    object_meta(doc.nested(), metadata)?;
     if let Some(spec) = spec {
         doc.field_key("spec");
         pod_spec(doc.nested(), spec)?;
@@ -69,10 +109,62 @@ fn deployment_spec(mut m: Compound<'_>, spec: &DeploymentSpec) -> Result<(), Err
 
 fn pod_template(mut m: Compound<'_>, template: &PodTemplateSpec) -> Result<(), Error> {
     let PodTemplateSpec { metadata, spec } = template;
-    m.opt_field("metadata", metadata)?;
+    if let Some(metadata) = metadata {
+        m.field_key("metadata");
+        object_meta(m.nested(), metadata)?;
+    }
     if let Some(spec) = spec {
         m.field_key("spec");
         pod_spec(m.nested(), spec)?;
+    }
+    m.end("{}")
+}
+
+fn object_meta(mut m: Compound<'_>, meta: &ObjectMeta) -> Result<(), Error> {
+    let ObjectMeta {
+        annotations,
+        creation_timestamp,
+        deletion_grace_period_seconds,
+        deletion_timestamp,
+        finalizers,
+        generate_name,
+        generation,
+        labels,
+        managed_fields,
+        name,
+        namespace,
+        owner_references,
+        resource_version,
+        self_link,
+        uid,
+    } = meta;
+    if let Some(annotations) = annotations {
+        m.field_key("annotations");
+        string_map(m.nested(), annotations)?;
+    }
+    m.opt_field("creationTimestamp", creation_timestamp)?;
+    m.opt_field("deletionGracePeriodSeconds", deletion_grace_period_seconds)?;
+    m.opt_field("deletionTimestamp", deletion_timestamp)?;
+    m.opt_field("finalizers", finalizers)?;
+    m.opt_str_field("generateName", generate_name);
+    m.opt_field("generation", generation)?;
+    if let Some(labels) = labels {
+        m.field_key("labels");
+        string_map(m.nested(), labels)?;
+    }
+    m.opt_field("managedFields", managed_fields)?;
+    m.opt_str_field("name", name);
+    m.opt_str_field("namespace", namespace);
+    m.opt_field("ownerReferences", owner_references)?;
+    m.opt_str_field("resourceVersion", resource_version);
+    m.opt_str_field("selfLink", self_link);
+    m.opt_str_field("uid", uid);
+    m.end("{}")
+}
+
+fn string_map(mut m: Compound<'_>, map: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (key, value) in map {
+        m.str_entry(key, value);
     }
     m.end("{}")
 }

@@ -4,7 +4,8 @@
 //! indent, sequences flush with their key) straight into one buffer. A string is written plain
 //! only when a YAML 1.1 or 1.2 reader (kubectl, PyYAML, serde_yaml) reads it back as the same
 //! string; otherwise single-quoted, or double-quoted with escapes when it holds a line break or
-//! another character YAML does not print.
+//! another character YAML does not print. The rendered objects' hot fields are written by
+//! `direct` through the same `Compound` steps; the rest goes through serde.
 
 use std::fmt::{self, Write as _};
 
@@ -18,8 +19,8 @@ mod direct;
 mod key;
 mod scalar;
 
-/// How the Deployment and Pod are written: straight from their fields (the default), or through
-/// serde like every other object (to check the first against).
+/// How the objects are written: straight from their fields (the default), or through serde (to
+/// check the first against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Path {
     Direct,
@@ -33,6 +34,8 @@ pub(crate) fn to_yaml(objects: &[Object], path: Path) -> String {
             out.push_str("---\n");
         }
         let written = match (o, path) {
+            (Object::Secret(s), Path::Direct) => direct::secret(&mut out, s),
+            (Object::Service(s), Path::Direct) => direct::service(&mut out, s),
             (Object::Deployment(d), Path::Direct) => direct::deployment(&mut out, d),
             (Object::Pod(p), Path::Direct) => direct::pod(&mut out, p),
             _ => write_document(&mut out, o),
