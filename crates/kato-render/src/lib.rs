@@ -53,13 +53,13 @@ pub struct Rendered {
 impl Rendered {
     /// Multi-document YAML, documents separated by `---`.
     pub fn to_yaml(&self) -> String {
-        yaml::to_yaml(&self.objects, yaml::Path::Direct)
+        yaml::to_yaml(&self.objects, yaml::Writer::Direct)
     }
     /// [`Rendered::to_yaml`] with every object written through serde, which the direct writer
-    /// of the Deployment and Pod must match byte for byte.
+    /// must match byte for byte.
     #[doc(hidden)]
     pub fn to_yaml_through_serde(&self) -> String {
-        yaml::to_yaml(&self.objects, yaml::Path::Serde)
+        yaml::to_yaml(&self.objects, yaml::Writer::Serde)
     }
     /// A JSON array of the objects.
     pub fn to_json(&self) -> serde_json::Value {

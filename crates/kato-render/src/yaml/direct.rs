@@ -18,8 +18,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{Compound, Error};
+use crate::Object;
 
-pub(super) fn secret(out: &mut String, s: &Secret) -> Result<(), Error> {
+pub(super) fn object(out: &mut String, o: &Object) -> Result<(), Error> {
+    match o {
+        Object::Secret(s) => secret(out, s),
+        Object::Service(s) => service(out, s),
+        Object::Deployment(d) => deployment(out, d),
+        Object::Pod(p) => pod(out, p),
+    }
+}
+
+fn secret(out: &mut String, s: &Secret) -> Result<(), Error> {
     let Secret {
         data,
         immutable,
@@ -42,7 +52,7 @@ pub(super) fn secret(out: &mut String, s: &Secret) -> Result<(), Error> {
     doc.end("{}")
 }
 
-pub(super) fn service(out: &mut String, s: &Service) -> Result<(), Error> {
+fn service(out: &mut String, s: &Service) -> Result<(), Error> {
     let Service { metadata, spec, status } = s;
     let mut doc = Compound::document(out);
     doc.str_field("apiVersion", Service::API_VERSION);
@@ -54,7 +64,7 @@ pub(super) fn service(out: &mut String, s: &Service) -> Result<(), Error> {
     doc.end("{}")
 }
 
-pub(super) fn deployment(out: &mut String, d: &Deployment) -> Result<(), Error> {
+fn deployment(out: &mut String, d: &Deployment) -> Result<(), Error> {
     let Deployment { metadata, spec, status } = d;
     let mut doc = Compound::document(out);
     doc.str_field("apiVersion", Deployment::API_VERSION);
@@ -69,7 +79,7 @@ pub(super) fn deployment(out: &mut String, d: &Deployment) -> Result<(), Error> 
     doc.end("{}")
 }
 
-pub(super) fn pod(out: &mut String, p: &Pod) -> Result<(), Error> {
+fn pod(out: &mut String, p: &Pod) -> Result<(), Error> {
     let Pod { metadata, spec, status } = p;
     let mut doc = Compound::document(out);
     doc.str_field("apiVersion", Pod::API_VERSION);

@@ -22,23 +22,20 @@ mod scalar;
 /// How the objects are written: straight from their fields (the default), or through serde (to
 /// check the first against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Path {
+pub(crate) enum Writer {
     Direct,
     Serde,
 }
 
-pub(crate) fn to_yaml(objects: &[Object], path: Path) -> String {
+pub(crate) fn to_yaml(objects: &[Object], writer: Writer) -> String {
     let mut out = String::with_capacity(objects.len() * 2048);
     for (i, o) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        let written = match (o, path) {
-            (Object::Secret(s), Path::Direct) => direct::secret(&mut out, s),
-            (Object::Service(s), Path::Direct) => direct::service(&mut out, s),
-            (Object::Deployment(d), Path::Direct) => direct::deployment(&mut out, d),
-            (Object::Pod(p), Path::Direct) => direct::pod(&mut out, p),
-            _ => write_document(&mut out, o),
+        let written = match writer {
+            Writer::Direct => direct::object(&mut out, o),
+            Writer::Serde => write_document(&mut out, o),
         };
         written.expect("Kubernetes objects are maps of strings, numbers and lists");
     }
