@@ -10,6 +10,7 @@ use kato_model::{ComponentSpec, PluginKind, Protocol};
 
 use crate::PluginInstance;
 use crate::options::SidecarMode;
+use crate::text::{Decimal, concat};
 
 /// The containers of a pod spec, already in their final order.
 pub(crate) struct PodContainers {
@@ -23,7 +24,7 @@ pub(crate) fn volumes(component: &ComponentSpec) -> (Vec<Volume>, Vec<VolumeMoun
         .volumes
         .iter()
         .map(|v| Volume {
-            name: v.name.to_string(),
+            name: v.name.as_str().to_owned(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         })
@@ -32,7 +33,7 @@ pub(crate) fn volumes(component: &ComponentSpec) -> (Vec<Volume>, Vec<VolumeMoun
         .volumes
         .iter()
         .map(|v| VolumeMount {
-            name: v.name.to_string(),
+            name: v.name.as_str().to_owned(),
             mount_path: v.path.clone(),
             ..Default::default()
         })
@@ -43,9 +44,12 @@ pub(crate) fn volumes(component: &ComponentSpec) -> (Vec<Volume>, Vec<VolumeMoun
 /// Memory request = limit; cpu only when set.
 pub(crate) fn resources(memory_mib: u32, cpu_millis: Option<u32>) -> ResourceRequirements {
     let mut amounts = BTreeMap::new();
-    amounts.insert("memory".to_owned(), Quantity(format!("{memory_mib}Mi")));
+    amounts.insert(
+        "memory".to_owned(),
+        Quantity(concat(&[Decimal::new(memory_mib).as_str(), "Mi"])),
+    );
     if let Some(cpu) = cpu_millis {
-        amounts.insert("cpu".to_owned(), Quantity(format!("{cpu}m")));
+        amounts.insert("cpu".to_owned(), Quantity(concat(&[Decimal::new(cpu).as_str(), "m"])));
     }
     ResourceRequirements {
         limits: Some(amounts.clone()),
@@ -76,7 +80,7 @@ pub(crate) fn app_container(component: &ComponentSpec, mounts: &[VolumeMount]) -
         .env
         .iter()
         .map(|e| EnvVar {
-            name: e.name.to_string(),
+            name: e.name.as_str().to_owned(),
             value: Some(e.value.clone()),
             value_from: None,
         })
@@ -87,8 +91,8 @@ pub(crate) fn app_container(component: &ComponentSpec, mounts: &[VolumeMount]) -
         .map(|p| container_port(p.port, p.protocol))
         .collect();
     Container {
-        name: component.name.to_string(),
-        image: Some(component.image.to_string()),
+        name: component.name.as_str().to_owned(),
+        image: Some(component.image.as_str().to_owned()),
         command: component.command.as_ref().map(|c| c.to_argv()),
         env: non_empty(env),
         ports: non_empty(ports),
@@ -129,7 +133,7 @@ pub(crate) fn plugin_container(
         ..Default::default()
     });
     Container {
-        name: format!("plugin-{}", installation.plugin),
+        name: concat(&["plugin-", installation.plugin.as_str()]),
         image: Some(image.to_owned()),
         command: inst.version.spec.command.as_ref().map(|c| c.to_argv()),
         env: non_empty(env),

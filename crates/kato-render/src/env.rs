@@ -20,6 +20,7 @@ use kato_model::{ConfigItem, ConfigValue, Injection, Meta, PluginSpec, Values};
 
 use crate::PluginInstance;
 use crate::expand::expand_into;
+use crate::text::{Decimal, concat};
 
 pub(crate) const TOKEN_VAR: &str = "KATO_DISCOVERY_TOKEN";
 const REDACTED: &[u8] = b"<redacted>";
@@ -95,7 +96,17 @@ pub(crate) fn plugin_env<'v>(
     let plugin = inst.installation.plugin.as_str();
     let (team, component) = (ctx.team, ctx.component.name.as_str());
     let base_url = ctx.discovery_base_url.trim_end_matches('/');
-    let compat_path = format!("/v1/resources/{team}/{component}/{plugin}?token=$({TOKEN_VAR})");
+    let compat_path = concat(&[
+        "/v1/resources/",
+        team,
+        "/",
+        component,
+        "/",
+        plugin,
+        "?token=$(",
+        TOKEN_VAR,
+        ")",
+    ]);
     let plugin_vars = || env_values(&inst.installation.values, spec);
 
     scratch.clear();
@@ -106,16 +117,19 @@ pub(crate) fn plugin_env<'v>(
     vars.plain("KATO_TEAM", team);
     vars.plain("KATO_COMPONENT", component);
     vars.plain("KATO_PLUGIN", plugin);
-    vars.plain("KATO_PLUGIN_VERSION", inst.version.number.to_string());
+    vars.plain(
+        "KATO_PLUGIN_VERSION",
+        Decimal::new(inst.version.number).as_str().to_owned(),
+    );
     vars.plain(
         "KATO_DISCOVERY_URL",
-        format!("{base_url}/discovery/v1/{team}/{component}/{plugin}"),
+        concat(&[base_url, "/discovery/v1/", team, "/", component, "/", plugin]),
     );
     vars.set(TOKEN_VAR, Cow::Borrowed(inst.discovery_token), true);
     vars.plain("TENANT_ID", team);
     vars.plain("SERVICE_NAME", component);
     vars.plain("PLUGIN_ID", plugin);
-    vars.plain("DISCOVER_URL", format!("{base_url}{compat_path}"));
+    vars.plain("DISCOVER_URL", concat(&[base_url, &compat_path]));
     vars.plain("DISCOVER_URL_NOHOST", compat_path);
 
     // The values plug-in vars replaced, for self-references.

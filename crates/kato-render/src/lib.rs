@@ -10,6 +10,7 @@ mod error;
 mod expand;
 mod objects;
 mod options;
+mod text;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use error::RenderError;
 pub use expand::expand_vars;
 pub use objects::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_TEAM, Object};
 pub use options::{ParseOptionError, RenderOptions, SidecarMode, Target};
+use text::Decimal;
 
 /// An installation with the version it pins and its discovery token.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +53,13 @@ pub struct Rendered {
 impl Rendered {
     /// Multi-document YAML, documents separated by `---`.
     pub fn to_yaml(&self) -> String {
-        yaml::to_yaml(&self.objects)
+        yaml::to_yaml(&self.objects, yaml::Writer::Direct)
+    }
+    /// [`Rendered::to_yaml`] with every object written through serde, which the direct writer
+    /// must match byte for byte.
+    #[doc(hidden)]
+    pub fn to_yaml_through_serde(&self) -> String {
+        yaml::to_yaml(&self.objects, yaml::Writer::Serde)
     }
     /// A JSON array of the objects.
     pub fn to_json(&self) -> serde_json::Value {
@@ -141,15 +149,17 @@ pub fn render(w: &Workload<'_>, opts: &RenderOptions) -> Result<Rendered, Render
     let parts = containers::pod_containers(app, &kinds, mode, |i| {
         let a = &active[i];
         let plugin = a.inst.installation.plugin.as_str();
-        let secret_name = format!("{name}-plugin-{plugin}");
+        let secret_name = text::concat(&[name, "-plugin-", plugin]);
         let penv = env::plugin_env(&ctx, a.inst, &secret_name, &mut scratch);
         secrets.push(objects::secret(&meta, secret_name, penv.secret_data));
         annotations.insert(
-            format!("version.plugin.kato/{plugin}"),
-            a.inst.version.number.to_string(),
+            text::concat(&["version.plugin.kato/", plugin]),
+            Decimal::new(a.inst.version.number).as_str().to_owned(),
         );
-        let revision = a.inst.installation.revision.to_string();
-        annotations.insert(format!("revision.plugin.kato/{plugin}"), revision);
+        annotations.insert(
+            text::concat(&["revision.plugin.kato/", plugin]),
+            Decimal::new(a.inst.installation.revision).as_str().to_owned(),
+        );
         containers::plugin_container(a.inst, a.image, penv.env, component, &mounts, mode)
     });
     secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -170,7 +180,7 @@ pub fn render(w: &Workload<'_>, opts: &RenderOptions) -> Result<Rendered, Render
         Target::Kubernetes => Object::Deployment(objects::deployment(&meta, component, annotations, parts, volumes)),
         Target::Podman => Object::Pod(objects::pod(
             &meta,
-            format!("{team}-{name}"),
+            text::concat(&[team, "-", name]),
             annotations,
             parts,
             volumes,

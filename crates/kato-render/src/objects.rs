@@ -11,6 +11,7 @@ use kato_model::ComponentSpec;
 use serde::Serialize;
 
 use crate::containers::{PodContainers, protocol_name};
+use crate::text::{Decimal, concat};
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -100,8 +101,13 @@ pub(crate) fn secret(meta: &Meta<'_>, name: String, data: BTreeMap<String, ByteS
 /// A Service port name: `{protocol}-{port}` when that is a valid IANA service name (≤ 15
 /// characters), else `p-{port}`.
 pub(crate) fn port_name(protocol: &str, port: u16) -> String {
-    let name = format!("{protocol}-{port}");
-    if name.len() <= 15 { name } else { format!("p-{port}") }
+    let port = Decimal::new(port);
+    let name = concat(&[protocol, "-", port.as_str()]);
+    if name.len() <= 15 {
+        name
+    } else {
+        concat(&["p-", port.as_str()])
+    }
 }
 
 /// The component's Service, when it has ports. `target_port` gives the port traffic goes to
@@ -122,7 +128,7 @@ pub(crate) fn service(meta: &Meta<'_>, component: &ComponentSpec, target_port: i
         })
         .collect();
     Some(Service {
-        metadata: meta.object(component.name.to_string(), None),
+        metadata: meta.object(component.name.as_str().to_owned(), None),
         spec: Some(ServiceSpec {
             ports: Some(ports),
             selector: Some(meta.selector()),
@@ -151,7 +157,7 @@ pub(crate) fn deployment(
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
 ) -> Deployment {
     Deployment {
-        metadata: meta.object(component.name.to_string(), non_empty(annotations)),
+        metadata: meta.object(component.name.as_str().to_owned(), non_empty(annotations)),
         spec: Some(DeploymentSpec {
             replicas: Some(i32::try_from(component.replicas).unwrap_or(i32::MAX)),
             selector: LabelSelector {

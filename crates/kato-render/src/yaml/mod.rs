@@ -4,7 +4,8 @@
 //! indent, sequences flush with their key) straight into one buffer. A string is written plain
 //! only when a YAML 1.1 or 1.2 reader (kubectl, PyYAML, serde_yaml) reads it back as the same
 //! string; otherwise single-quoted, or double-quoted with escapes when it holds a line break or
-//! another character YAML does not print.
+//! another character YAML does not print. The rendered objects' hot fields are written by
+//! `direct` through the same `Compound` steps; the rest goes through serde.
 
 use std::fmt::{self, Write as _};
 
@@ -14,16 +15,29 @@ use self::key::KeyWriter;
 use self::scalar::{write_int, write_string};
 use crate::Object;
 
+mod direct;
 mod key;
 mod scalar;
 
-pub(crate) fn to_yaml(objects: &[Object]) -> String {
+/// How the objects are written: straight from their fields (the default), or through serde (to
+/// check the first against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    Direct,
+    Serde,
+}
+
+pub(crate) fn to_yaml(objects: &[Object], writer: Writer) -> String {
     let mut out = String::with_capacity(objects.len() * 2048);
     for (i, o) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        write_document(&mut out, o).expect("Kubernetes objects are maps of strings, numbers and lists");
+        let written = match writer {
+            Writer::Direct => direct::object(&mut out, o),
+            Writer::Serde => write_document(&mut out, o),
+        };
+        written.expect("Kubernetes objects are maps of strings, numbers and lists");
     }
     out
 }
@@ -141,7 +155,7 @@ struct Compound<'o> {
     count: usize,
 }
 
-impl Compound<'_> {
+impl<'o> Compound<'o> {
     /// Starts the next entry at `at`: the first entry of a nested block goes on a new line, the
     /// first entry of a sequence item or document goes where the cursor is.
     fn start_entry(&mut self, at: usize) {
@@ -167,6 +181,87 @@ impl Compound<'_> {
             indent: self.pos.map_indent(),
         };
         value.serialize(Emitter { out: self.out, pos })
+    }
+
+    /// A mapping or sequence to write at the document's top level.
+    fn document(out: &'o mut String) -> Self {
+        Compound {
+            out,
+            pos: Pos::Root,
+            count: 0,
+        }
+    }
+
+    /// A field whose name needs no quoting (a Kubernetes field name), then its value.
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.field_key(key);
+        self.value(value)
+    }
+
+    fn field_key(&mut self, key: &'static str) {
+        self.start_entry(self.pos.map_indent());
+        self.out.push_str(key);
+        self.out.push(':');
+    }
+
+    fn opt_field<T: Serialize>(&mut self, key: &'static str, value: &Option<T>) -> Result<(), Error> {
+        match value {
+            Some(v) => self.field(key, v),
+            None => Ok(()),
+        }
+    }
+
+    /// A text field, written as `serialize_str` would.
+    fn str_field(&mut self, key: &'static str, value: &str) {
+        self.field_key(key);
+        self.out.push(' ');
+        write_string(self.out, value);
+        self.out.push('\n');
+    }
+
+    fn opt_str_field(&mut self, key: &'static str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.str_field(key, v);
+        }
+    }
+
+    /// A text item of this sequence.
+    fn str_item(&mut self, value: &str) {
+        self.start_entry(self.pos.seq_indent());
+        self.out.push_str("- ");
+        write_string(self.out, value);
+        self.out.push('\n');
+    }
+
+    /// A map entry with a text value.
+    fn str_entry(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push(' ');
+        write_string(self.out, value);
+        self.out.push('\n');
+    }
+
+    /// The mapping or sequence that is the value of the key just written.
+    fn nested(&mut self) -> Compound<'_> {
+        Compound {
+            pos: Pos::MapValue {
+                indent: self.pos.map_indent(),
+            },
+            out: self.out,
+            count: 0,
+        }
+    }
+
+    /// Starts the next item of this sequence; returns the item's mapping.
+    fn item(&mut self) -> Compound<'_> {
+        let at = self.pos.seq_indent();
+        self.start_entry(at);
+        self.out.push_str("- ");
+        Compound {
+            out: self.out,
+            pos: Pos::SeqItem { indent: at },
+            count: 0,
+        }
     }
 
     fn end(self, empty: &str) -> Result<(), Error> {

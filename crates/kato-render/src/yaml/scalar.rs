@@ -13,10 +13,13 @@ enum Style {
 /// Writes `s` as a YAML scalar.
 #[inline]
 pub(super) fn write_string(out: &mut String, s: &str) {
-    // Most strings are names, paths and images: letters, digits and `-_./`, led by a letter or
-    // `/`. Those are plain unless they are a reserved word.
+    // Most strings are names, paths, images and URLs: printable ASCII without spaces, led by a
+    // letter or `/`. Those are plain unless they end in `:` or are a reserved word: with no space
+    // inside, no `: ` or ` #` can start a value or a comment, and a letter or `/` first is neither
+    // an indicator nor the start of a number.
     let b = s.as_bytes();
     let simple = b.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'/')
+        && b.last() != Some(&b':')
         && b.iter().all(|&c| CLASS[usize::from(c)] & SIMPLE != 0);
     if simple && !is_reserved(b) {
         out.push_str(s);
@@ -56,11 +59,11 @@ static CLASS: [u8; 256] = {
     while i < 256 {
         t[i] = match i as u8 {
             0..=0x1f | 0x7f => CTRL,
-            b':' => COLON,
-            b'#' => HASH,
+            b':' => COLON | SIMPLE,
+            b'#' => HASH | SIMPLE,
             0x80.. => HIGH,
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => SIMPLE,
-            _ => 0,
+            b' ' => 0,
+            _ => SIMPLE,
         };
         i += 1;
     }
@@ -301,6 +304,29 @@ mod tests {
         "nginx -g 'daemon off;'",
         "_pod_name_|_pod_ip_",
     ];
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_check() {
+        let more = [
+            "a:",
+            "a:b:",
+            "/x:",
+            "y",
+            "yes",
+            "No",
+            "a'b",
+            "a\"b",
+            "a,b[c]{d}",
+            "a#b",
+            "x=1&y=$(Z)",
+            "Ab%",
+        ];
+        for s in TRICKY.iter().chain(&more) {
+            let mut full = String::new();
+            write_checked(&mut full, s);
+            assert_eq!(written(s), full, "{s:?}");
+        }
+    }
 
     #[test]
     fn integers() {
