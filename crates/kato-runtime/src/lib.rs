@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod none;
+mod podman;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ use kato_render::Rendered;
 use serde::Serialize;
 
 pub use none::NoneRuntime;
+pub use podman::{CONTAINERS_CONF, PodmanConfig, PodmanRuntime, podman_on_path};
 
 /// Which engine a server drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
