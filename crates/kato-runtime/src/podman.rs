@@ -260,6 +260,29 @@ impl PodmanRuntime {
         }
     }
 
+    /// The volumes the last deploy of `pod` created.
+    async fn recorded_volumes(&self, pod: &str) -> Vec<String> {
+        let text = tokio::fs::read(volumes_file(&self.config.data_dir, pod)).await;
+        text.ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    }
+
+    async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
+        let mut names: Vec<&String> = names.iter().collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let (ok, _, err) = self
+                .output(&args(["volume", "rm", "--force", name]), None, self.config.call_timeout)
+                .await?;
+            if !ok && !err.contains("no such volume") && !err.contains("no volume with name") {
+                return Err(engine(err));
+            }
+        }
+        Ok(())
+    }
+
     /// Pulls `image` unless it is already present.
     async fn pull(&self, image: &str) -> Result<(), String> {
         let (present, _, _) = self
@@ -432,6 +455,8 @@ pub(crate) fn is_loopback_image(image: &str) -> bool {
 pub(crate) struct Plan {
     pub secrets: Vec<(String, Vec<u8>)>,
     pub pod: Pod,
+    /// The podman volumes of the pod's `emptyDir`s, named `{pod}-{volume}`.
+    pub volumes: Vec<String>,
 }
 
 /// Turns the objects rendered for podman into what podman 4 runs: Secrets become podman secrets
@@ -465,7 +490,32 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
             message: "the objects hold no Pod: render them for the podman target".to_owned(),
         });
     };
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.spec.get_or_insert_with(Default::default);
+    // podman 4 plays an `emptyDir` as a named volume shared by every pod that uses the same
+    // name, and keeps it: name it after the pod, and deploys start it afresh.
+    let mut volumes = Vec::new();
+    let mut renamed = HashMap::new();
+    for v in spec.volumes.iter_mut().flatten() {
+        if v.empty_dir.is_some() {
+            let name = format!("{pod_name}-{}", v.name);
+            renamed.insert(v.name.clone(), name.clone());
+            v.name = name.clone();
+            volumes.push(name);
+        }
+    }
+    for ctr in spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
+    {
+        for m in ctr.volume_mounts.iter_mut().flatten() {
+            if let Some(n) = renamed.get(&m.name) {
+                m.name = n.clone();
+            }
+        }
+    }
     let mut inits = Vec::new();
     for ctr in spec.init_containers.iter_mut().flatten() {
         inits.push(ctr.name.clone());
@@ -480,7 +530,7 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
             .get_or_insert_with(Default::default)
             .insert(INIT_ANNOTATION.to_owned(), inits.join(","));
     }
-    Ok(Plan { secrets, pod })
+    Ok(Plan { secrets, pod, volumes })
 }
 
 fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
@@ -716,9 +766,11 @@ fn container_view(name: String, init: bool, d: &CtrInspect, last_exit: Option<i3
     }
     let limited = d.host_config.memory > 0;
     let oom = s.oom_killed || (limited && exit_code == Some(SIGKILL_EXIT));
+    // An init container that failed and is being retried still failed.
+    let init_failed = init && exit_code.is_some_and(|c| c != 0);
     let reason = match state {
+        _ if init_failed => Some("InitFailed"),
         ContainerState::Terminated if oom => Some("OOMKilled"),
-        ContainerState::Terminated if init && s.exit_code != 0 => Some("InitFailed"),
         ContainerState::Terminated if s.exit_code == 0 => Some("Completed"),
         ContainerState::Terminated if d.restart_count >= CRASH_LOOP_RESTARTS => Some("CrashLoopBackOff"),
         ContainerState::Terminated => Some("Error"),
@@ -739,7 +791,10 @@ fn container_view(name: String, init: bool, d: &CtrInspect, last_exit: Option<i3
             exit_code.unwrap_or_default(),
             d.restart_count
         )),
-        Some("InitFailed") => Some(format!("the init container exited with code {}", s.exit_code)),
+        Some("InitFailed") => Some(format!(
+            "the init container exited with code {}",
+            exit_code.unwrap_or_default()
+        )),
         _ => (!s.error.is_empty()).then(|| s.error.clone()),
     };
     ContainerStatus {
@@ -879,13 +934,20 @@ impl Runtime for PodmanRuntime {
         // The pod: stop the old one within the grace period, then play the new one.
         let old = self.pods(c).await?;
         self.remove_pods(&old).await?;
+        let mut stale = self.recorded_volumes(&pod_name).await;
+        stale.extend(plan.volumes.iter().cloned());
+        self.remove_volumes(&stale).await?;
+        let record = serde_json::to_vec(&plan.volumes).unwrap_or_default();
+        let dir = self.config.data_dir.join("podman").join("pods");
+        tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+        tokio::fs::write(volumes_file(&self.config.data_dir, &pod_name), record)
+            .await
+            .map_err(io_error)?;
         let yaml = Rendered {
             objects: vec![Object::Pod(plan.pod)],
         }
         .to_yaml();
-        let dir = self.config.data_dir.join("podman").join("pods");
-        tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
-        let file = dir.join(format!("{}.yaml", pod_name));
+        let file = pod_file(&self.config.data_dir, &pod_name);
         tokio::fs::write(&file, yaml).await.map_err(io_error)?;
         let a = vec![
             OsString::from("kube"),
@@ -915,7 +977,10 @@ impl Runtime for PodmanRuntime {
         let secrets = self.secrets(c).await?;
         self.remove_secrets(&secrets).await?;
         for pod in pods {
+            let volumes = self.recorded_volumes(&pod).await;
+            self.remove_volumes(&volumes).await?;
             let _ = tokio::fs::remove_file(pod_file(&self.config.data_dir, &pod)).await;
+            let _ = tokio::fs::remove_file(volumes_file(&self.config.data_dir, &pod)).await;
         }
         self.forget(&k);
         Ok(())
@@ -993,6 +1058,10 @@ impl Runtime for PodmanRuntime {
         });
         Ok(guarded.boxed())
     }
+}
+
+fn volumes_file(data_dir: &Path, pod: &str) -> PathBuf {
+    data_dir.join("podman").join("pods").join(format!("{pod}.volumes.json"))
 }
 
 fn pod_file(data_dir: &Path, pod: &str) -> PathBuf {
