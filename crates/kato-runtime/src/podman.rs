@@ -33,6 +33,8 @@ pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf"
 /// The pod annotation listing the init containers a deploy played; podman removes an init
 /// container once it succeeded, so status needs it to report them.
 const INIT_ANNOTATION: &str = "podman.kato/init-containers";
+/// The pod annotation listing the other containers in pod order (podman lists them in any order).
+const CONTAINERS_ANNOTATION: &str = "podman.kato/containers";
 const ENGINE: &str = "podman";
 const TEAM_LABEL: &str = kato_render::LABEL_TEAM;
 const COMPONENT_LABEL: &str = kato_render::LABEL_COMPONENT;
@@ -283,6 +285,16 @@ impl PodmanRuntime {
         Ok(())
     }
 
+    /// True when every image is in local storage.
+    async fn all_present(&self, images: &[&str]) -> Result<bool, RuntimeError> {
+        if images.is_empty() || images.iter().any(|i| floating_tag(i)) {
+            return Ok(images.is_empty());
+        }
+        let mut a = args(["image", "inspect", "--format", "{{.Id}}"]);
+        a.extend(images.iter().map(OsString::from));
+        Ok(self.output(&a, None, self.config.call_timeout).await?.0)
+    }
+
     /// Pulls `image` unless it is already present.
     async fn pull(&self, image: &str) -> Result<(), String> {
         let (present, _, _) = self
@@ -524,12 +536,12 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
     for ctr in &mut spec.containers {
         prepare_container(ctr, c.team, &secret_data);
     }
+    let order: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
     if !inits.is_empty() {
-        pod.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(INIT_ANNOTATION.to_owned(), inits.join(","));
+        annotations.insert(INIT_ANNOTATION.to_owned(), inits.join(","));
     }
+    annotations.insert(CONTAINERS_ANNOTATION.to_owned(), order.join(","));
     Ok(Plan { secrets, pod, volumes })
 }
 
@@ -686,6 +698,7 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
     let mut containers = Vec::new();
     let prefix = format!("{pod}-");
     let mut inits: Vec<String> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
     for d in details.iter().filter(|d| !d.is_infra) {
         for (k, v) in &d.config.annotations {
             if k.ends_with(".plugin.kato") || k.contains(".plugin.kato/") {
@@ -693,6 +706,9 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
             }
             if k == INIT_ANNOTATION {
                 inits = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            }
+            if k == CONTAINERS_ANNOTATION {
+                order = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
             }
         }
     }
@@ -727,9 +743,9 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
     // Init containers first in their order, then the others in pod order.
     containers.sort_by_key(|c| {
         if c.init {
-            inits.iter().position(|n| n == &c.name).unwrap_or(0)
+            (0, inits.iter().position(|n| n == &c.name).unwrap_or(0))
         } else {
-            usize::MAX
+            (1, order.iter().position(|n| n == &c.name).unwrap_or(usize::MAX))
         }
     });
     let phase = phase_of(&containers);
@@ -898,45 +914,58 @@ impl Runtime for PodmanRuntime {
             .into_iter()
             .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
             .collect();
-        for ctr in &all {
-            let Some(image) = ctr.image.as_deref() else { continue };
-            if let Err(why) = self.pull(image).await {
-                let status = pull_failure(&pod_name, &all, &ctr.name, image, &why);
-                let message = status.message.clone().unwrap_or_default();
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(k.clone(), status);
-                return Err(RuntimeError::Engine {
-                    engine: ENGINE,
-                    message,
-                });
+        // One call when every image is present (the usual redeploy); pulls otherwise.
+        let images: Vec<&str> = all.iter().filter_map(|c| c.image.as_deref()).collect();
+        if !self.all_present(&images).await? {
+            for ctr in &all {
+                let Some(image) = ctr.image.as_deref() else { continue };
+                if let Err(why) = self.pull(image).await {
+                    let status = pull_failure(&pod_name, &all, &ctr.name, image, &why);
+                    let message = status.message.clone().unwrap_or_default();
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(k.clone(), status);
+                    return Err(RuntimeError::Engine {
+                        engine: ENGINE,
+                        message,
+                    });
+                }
             }
         }
 
-        // Secrets: replace this component's, remove the ones no longer rendered.
-        let existing = self.secrets(c).await?;
-        self.remove_secrets(&existing).await?;
-        for (name, data) in &plan.secrets {
-            let a = args([
-                "secret",
-                "create",
-                "--label",
-                &format!("{TEAM_LABEL}={}", c.team),
-                "--label",
-                &format!("{COMPONENT_LABEL}={}", c.component),
-                name,
-                "-",
-            ]);
-            self.run(&a, Some(data), self.config.call_timeout).await?;
-        }
+        // Secrets (replace this component's, remove the ones no longer rendered) while the old
+        // pod stops within its grace period.
+        let secrets = async {
+            let existing = self.secrets(c).await?;
+            self.remove_secrets(&existing).await?;
+            for (name, data) in &plan.secrets {
+                let a = args([
+                    "secret",
+                    "create",
+                    "--label",
+                    &format!("{TEAM_LABEL}={}", c.team),
+                    "--label",
+                    &format!("{COMPONENT_LABEL}={}", c.component),
+                    name,
+                    "-",
+                ]);
+                self.run(&a, Some(data), self.config.call_timeout).await?;
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        let old_pod = async {
+            let old = self.pods(c).await?;
+            self.remove_pods(&old).await?;
+            let mut stale = self.recorded_volumes(&pod_name).await;
+            stale.extend(plan.volumes.iter().cloned());
+            self.remove_volumes(&stale).await
+        };
+        let (secrets, old_pod) = tokio::join!(secrets, old_pod);
+        secrets?;
+        old_pod?;
 
-        // The pod: stop the old one within the grace period, then play the new one.
-        let old = self.pods(c).await?;
-        self.remove_pods(&old).await?;
-        let mut stale = self.recorded_volumes(&pod_name).await;
-        stale.extend(plan.volumes.iter().cloned());
-        self.remove_volumes(&stale).await?;
+        // The new pod.
         let record = serde_json::to_vec(&plan.volumes).unwrap_or_default();
         let dir = self.config.data_dir.join("podman").join("pods");
         tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
@@ -956,6 +985,7 @@ impl Runtime for PodmanRuntime {
             file.clone().into_os_string(),
         ];
         let (ok, _, err) = self.output(&a, None, self.config.play_timeout).await?;
+        self.forget(&k);
         if ok {
             return Ok(());
         }

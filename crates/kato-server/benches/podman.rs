@@ -111,7 +111,7 @@ impl Bench {
                 return;
             }
             assert!(Instant::now() < deadline, "timed out: {s:#}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
