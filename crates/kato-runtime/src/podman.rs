@@ -904,7 +904,9 @@ impl Runtime for PodmanRuntime {
         let k = key(c);
         let lock = self.lock(&k);
         let _guard = lock.lock().await;
-        self.forget(&k);
+        // The status cache stays: while the deploy runs, status answers from it rather than
+        // queue behind the deploy on podman's lock.
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
         let plan = plan(c, rendered)?;
         let pod_name = plan.pod.metadata.name.clone().unwrap_or_default();
 
@@ -1018,8 +1020,9 @@ impl Runtime for PodmanRuntime {
 
     async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
         let k = key(c);
+        let deploying = self.lock(&k).try_lock().is_err();
         if let Some((at, s)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
-            && at.elapsed() < self.config.status_ttl
+            && (deploying || at.elapsed() < self.config.status_ttl)
         {
             return Ok(s.clone());
         }

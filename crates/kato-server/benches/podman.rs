@@ -111,7 +111,7 @@ impl Bench {
                 return;
             }
             assert!(Instant::now() < deadline, "timed out: {s:#}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(env_number("KATO_BENCH_POLL_MS", 50) as u64)).await;
         }
     }
 }
