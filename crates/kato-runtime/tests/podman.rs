@@ -203,6 +203,26 @@ async fn deploy_redeploy_status_logs_and_stop() {
         assert!(Instant::now() < deadline, "plug-in logs: {text:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Following streams the lines as they come; dropping the stream ends `podman logs -f`.
+    let mut follow = rt
+        .logs(
+            c,
+            LogsRequest {
+                container: None,
+                tail: Some(1),
+                follow: true,
+            },
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), follow.next())
+        .await
+        .expect("a first line in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"app up\n");
+    drop(follow);
+
     let err = rt
         .logs(
             c,
