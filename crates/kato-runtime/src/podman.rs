@@ -116,7 +116,10 @@ impl PodmanRuntime {
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.config.program);
-        c.env("CONTAINERS_CONF", &self.conf_path)
+        // conmon, which podman starts, writes files (`oom`) into its working directory.
+        let dir = self.conf_path.parent().unwrap_or(&self.config.data_dir);
+        c.current_dir(dir)
+            .env("CONTAINERS_CONF", &self.conf_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
