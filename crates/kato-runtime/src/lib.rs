@@ -8,6 +8,7 @@
 
 mod kubernetes;
 mod none;
+mod podman;
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use kubernetes::KubernetesRuntime;
 pub use none::NoneRuntime;
+pub use podman::{CONTAINERS_CONF, PodmanConfig, PodmanRuntime, podman_on_path};
 
 /// Which engine a server drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -25,6 +25,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Image(#[from] kato_build::ResolveError),
+    #[error("{0}")]
+    Runtime(#[from] kato_runtime::RuntimeError),
     #[error("internal error")]
     Internal(String),
 }
@@ -49,6 +51,16 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Image(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            ApiError::Runtime(e) => {
+                use kato_runtime::RuntimeError as R;
+                match e {
+                    R::NotSupported => (StatusCode::CONFLICT, "not_supported"),
+                    R::NotRunning(_) => (StatusCode::CONFLICT, "not_running"),
+                    R::NoSuchContainer { .. } => (StatusCode::NOT_FOUND, "no_such_container"),
+                    R::Engine { .. } => (StatusCode::BAD_GATEWAY, "engine"),
+                    R::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "engine_timeout"),
+                }
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod ops;
+pub mod reconcile;
 pub mod state;
 pub mod views;
 
@@ -15,9 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kato_build::{Resolver, ResolverConfig};
+use kato_runtime::{NoneRuntime, PodmanConfig, PodmanRuntime, Runtime};
 use kato_store::{Backend, Store};
 
 pub use api::router;
+pub use kato_runtime::TargetKind;
 pub use state::AppState;
 
 /// How `kato serve` was asked to run.
@@ -29,6 +32,17 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The URL plug-in containers use to reach this server; derived from `listen` when absent.
     pub public_url: Option<String>,
+    /// Where components run; `None` picks podman when it is on `PATH`, else render only.
+    pub target: Option<TargetKind>,
+}
+
+/// The target `kato serve` runs with: the one asked for, else podman when it is installed.
+pub fn choose_target(asked: Option<TargetKind>) -> TargetKind {
+    asked.unwrap_or(if kato_runtime::podman_on_path() {
+        TargetKind::Podman
+    } else {
+        TargetKind::None
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +55,8 @@ pub enum StartError {
     AdminToken { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source} (pick another address with --listen)")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot prepare the {target} target: {message}")]
+    Target { target: TargetKind, message: String },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -73,13 +89,36 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
+    let runtime = runtime(config)?;
     let state = AppState {
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
         resolver: Resolver::new(ResolverConfig::default()),
         discovery_base_url: public.trim_end_matches('/').to_owned(),
+        runtime,
+        reconciler: reconcile::Reconciler::default(),
     };
-    Ok((Arc::new(state), token_path))
+    let state = Arc::new(state);
+    reconcile::spawn(&state);
+    Ok((state, token_path))
+}
+
+fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, StartError> {
+    let target = choose_target(config.target);
+    match target {
+        TargetKind::None => Ok(Arc::new(NoneRuntime)),
+        TargetKind::Podman => PodmanRuntime::new(PodmanConfig::new(&config.data_dir))
+            .map(|r| Arc::new(r) as Arc<dyn Runtime>)
+            .map_err(|e| StartError::Target {
+                target,
+                message: format!("cannot write its containers.conf into the data dir: {e}"),
+            }),
+        TargetKind::Kubernetes => Err(StartError::Target {
+            target,
+            message: "the kubernetes target is not wired into the server yet: use --target podman or --target none"
+                .to_owned(),
+        }),
+    }
 }
 
 async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError> {
@@ -133,8 +172,15 @@ pub async fn serve(
         Backend::Sqlite => "SQLite (single process)",
         Backend::Postgres => "PostgreSQL",
     };
-    tracing::info!(listen = %config.listen, store = backend, "kato is serving");
+    let target = state.runtime.kind();
+    tracing::info!(listen = %config.listen, store = backend, %target, "kato is serving");
     println!("kato is listening on http://{} ({backend})", config.listen);
+    let why = match (config.target, target) {
+        (Some(_), _) => "as asked",
+        (None, TargetKind::Podman) => "podman is installed",
+        (None, _) => "podman is not installed: rendering only",
+    };
+    println!("target: {target} ({why})");
     println!("admin token: {}", token_path.display());
     serve_on(listener, state, shutdown).await
 }

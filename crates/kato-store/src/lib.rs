@@ -10,6 +10,7 @@
 
 mod codec;
 mod components;
+mod deployments;
 mod error;
 mod installations;
 mod plugins;
@@ -65,6 +66,36 @@ pub struct VersionRecord {
     pub created_at: Timestamp,
     /// Set when the version reached a final status.
     pub finished_at: Option<Timestamp>,
+}
+
+/// What a component should be doing on the server's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Desired {
+    Deployed,
+    Stopped,
+}
+
+impl Desired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployed => "deployed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// A component's deployment: what it should be doing, and what the last deploy applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentRecord {
+    pub team: TeamName,
+    pub component: kato_model::ComponentName,
+    pub desired: Desired,
+    /// The hash of the objects the last deploy played; `None` before the first one and once
+    /// stopped.
+    pub applied_hash: Option<String>,
+    /// The last deploy's error, if it failed.
+    pub error: Option<String>,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,6 +74,44 @@ pub enum Command {
     Render(Render),
     /// Create or update plug-ins and components from YAML documents.
     Apply(Apply),
+    /// Run a component with its plug-ins on the server's target; changes redeploy it.
+    Deploy(ComponentArg),
+    /// Stop a component: remove everything it runs.
+    Stop(ComponentArg),
+    /// The component's state, pods and containers (app and plug-ins).
+    Status(ComponentArg),
+    /// A container's logs: the app's by default, a plug-in's with `-c plugin-NAME`.
+    Logs(Logs),
+}
+
+#[derive(Args, Debug)]
+pub struct ComponentArg {
+    pub component: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Logs {
+    pub component: String,
+    /// The container: the component's name (default) or `plugin-NAME`.
+    #[arg(long, short = 'c')]
+    pub container: Option<String>,
+    /// Keep printing new lines.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<u32>,
+}
+
+/// Where `kato serve` runs components.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetArg {
+    /// The local podman engine.
+    Podman,
+    /// A Kubernetes cluster.
+    Kubernetes,
+    /// Render only: deploy, stop and logs are refused.
+    None,
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +125,9 @@ pub struct Serve {
     /// The URL plug-in containers use to reach this server (discovery API).
     #[arg(long, env = "KATO_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Where components run: podman when it is installed, else none (render only).
+    #[arg(long, env = "KATO_TARGET", value_enum)]
+    pub target: Option<TargetArg>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -49,6 +49,35 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Copies the body to `out` as it arrives (logs); no overall time limit, so `--follow` lasts.
+    pub async fn stream(&self, path: &str, out: &mut (impl std::io::Write + Send)) -> Result<()> {
+        let url = format!("{}{path}", self.base);
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let mut res = http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the Kato server at {url}: {e}"))?;
+        let status = res.status();
+        if !status.is_success() {
+            let text = res.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            bail!("{message} ({status})");
+        }
+        while let Some(chunk) = res.chunk().await.context("the log stream broke off")? {
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// The body as text, for non-JSON answers (manifests).
     pub async fn raw(&self, method: Method, path: &str, body: Option<&Value>) -> Result<String> {
         let url = format!("{}{path}", self.base);

@@ -13,12 +13,17 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_on(kato_server::TargetKind::None).await
+}
+
+async fn start_on(target: kato_server::TargetKind) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let config = kato_server::Config {
         data_dir: dir.path().to_owned(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: None,
         public_url: None,
+        target: Some(target),
     };
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -168,4 +173,111 @@ async fn an_unreachable_server_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop(env);
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("podman")
+        .args(args)
+        .env(
+            "CONTAINERS_CONF",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf"),
+        )
+        .output()
+        .expect("podman runs")
+}
+
+/// busybox-static imported into podman (no network pull) and pushed to the test registry.
+fn push_busybox(registry: &TestRegistry, repo: &str) -> String {
+    let local = "localhost/kato-cli-test/busybox:1";
+    if !podman(&["image", "exists", local]).status.success() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "echo"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let tar = dir.path().join("image.tar");
+        let ok = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = podman(&["import", "--quiet", tar.to_str().unwrap(), local]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let target = format!("{}/{repo}:1", registry.host());
+    let out = podman(&[
+        "push",
+        "--quiet",
+        "--tls-verify=false",
+        local,
+        &format!("docker://{target}"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    target
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_status_logs_and_stop_from_the_command_line() {
+    let env = start_on(kato_server::TargetKind::Podman).await;
+    // Removes the pod even when the test fails.
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            podman(&["pod", "rm", "--force", "--time", "0", "demo-cliweb"]);
+        }
+    }
+    let _cleanup = Cleanup;
+    let image = push_busybox(&env.registry, "demo/app");
+    env.ok(&["team", "create", "demo"]).await;
+    let file = env.dir.path().join("cliweb.json");
+    let spec = serde_json::json!({"name": "cliweb", "image": image,
+        "command": "echo hello from the app; trap 'exit 0' TERM; sleep 100000 & wait"});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    env.ok(&["component", "create", "-f", file.to_str().unwrap()]).await;
+    let table = env.ok(&["deploy", "cliweb"]).await;
+    assert!(table.starts_with("cliweb podman:"), "{table}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let v: Value = serde_json::from_str(&env.ok(&["status", "cliweb", "-o", "json"]).await).unwrap();
+        if v["state"] == "running" {
+            assert_eq!(v["pods"][0]["containers"][0]["name"], "cliweb", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never running: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let table = env.ok(&["status", "cliweb"]).await;
+    assert!(table.contains("CONTAINER") && table.contains("running"), "{table}");
+    let logs = env.ok(&["logs", "cliweb", "--tail", "5"]).await;
+    assert!(logs.contains("hello from the app"), "{logs}");
+    let bad = env.kato(&["logs", "cliweb", "-c", "plugin-nope"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cliweb"),
+        "the known containers are listed"
+    );
+    let stopped = env.ok(&["stop", "cliweb"]).await;
+    assert!(stopped.starts_with("cliweb podman: stopped"), "{stopped}");
+    assert!(!podman(&["pod", "exists", "demo-cliweb"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_render_only_server_says_how_to_run_components() {
+    let env = start().await;
+    let image = env.registry.push_image("demo/app", "1").await;
+    env.ok(&["team", "create", "demo"]).await;
+    env.ok(&["component", "create", "web", "--image", image.image.as_str()])
+        .await;
+    let out = env.kato(&["deploy", "web"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--target podman"), "{err}");
+    let status = env.ok(&["status", "web"]).await;
+    assert!(status.starts_with("web none: stopped"), "{status}");
 }

@@ -249,6 +249,18 @@ pub fn render_yaml(
     sidecars: Option<SidecarMode>,
     redact_secrets: bool,
 ) -> ApiResult<String> {
+    Ok(render_objects(state, team, ctx, target, sidecars, redact_secrets)?.to_yaml())
+}
+
+/// The component's objects for `target`.
+pub fn render_objects(
+    state: &AppState,
+    team: &TeamName,
+    ctx: &ops::ComponentContext,
+    target: Target,
+    sidecars: Option<SidecarMode>,
+    redact_secrets: bool,
+) -> ApiResult<kato_render::Rendered> {
     let plugins = ctx
         .installs
         .iter()
@@ -270,7 +282,5 @@ pub fn render_yaml(
         discovery_base_url: state.discovery_base_url.clone(),
         redact_secrets,
     };
-    let rendered =
-        kato_render::render(&workload, &options).map_err(|e| ApiError::invalid("component", e.to_string()))?;
-    Ok(rendered.to_yaml())
+    kato_render::render(&workload, &options).map_err(|e| ApiError::invalid("component", e.to_string()))
 }

@@ -3,6 +3,7 @@
 mod components;
 mod meta;
 mod plugins;
+mod runtime;
 mod teams;
 
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
 
+pub use components::render_objects;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -22,6 +25,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(teams::routes())
         .merge(plugins::routes())
         .merge(components::routes())
+        .merge(runtime::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));
     Router::new()
         .nest("/api/v1", api)

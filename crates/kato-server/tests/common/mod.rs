@@ -27,13 +27,21 @@ pub fn config(dir: &std::path::Path) -> Config {
         listen: "127.0.0.1:7070".parse().unwrap(),
         database_url: None,
         public_url: Some("http://kato.test:7070".into()),
+        target: Some(kato_runtime::TargetKind::None),
     }
 }
 
 impl Server {
     pub async fn start() -> Server {
+        Self::start_on(kato_runtime::TargetKind::None).await
+    }
+
+    /// A server whose components run on `target`.
+    pub async fn start_on(target: kato_runtime::TargetKind) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (state, token_path) = kato_server::prepare(&config(dir.path())).await.unwrap();
+        let mut config = config(dir.path());
+        config.target = Some(target);
+        let (state, token_path) = kato_server::prepare(&config).await.unwrap();
         let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
         let registry = TestRegistry::start().await;
         Server {

@@ -7,10 +7,12 @@
 // First, so that its macros are in scope in the modules below.
 #[macro_use]
 mod support;
+mod deployments;
 mod installs;
 mod rows;
 mod transactions;
 
+use deployments::*;
 use installs::*;
 use kato_model::VersionStatus;
 use rows::*;
@@ -37,6 +39,7 @@ conformance! {
     concurrent_versions_get_distinct_numbers,
     reads_do_not_wait_for_writers,
     data_survives_reopening,
+    deployments_record_desired_and_applied_state,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {

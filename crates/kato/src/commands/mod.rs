@@ -2,6 +2,7 @@
 
 mod components;
 mod plugins;
+mod runtime;
 
 use std::path::Path;
 
@@ -28,6 +29,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Upgrade(u) => components::upgrade(g, u).await,
         Command::Render(r) => components::render(g, r).await,
         Command::Apply(a) => apply(g, a).await,
+        Command::Deploy(c) => runtime::deploy(g, c, true).await,
+        Command::Stop(c) => runtime::deploy(g, c, false).await,
+        Command::Status(c) => runtime::status(g, c).await,
+        Command::Logs(l) => runtime::logs(g, l).await,
     }
 }
 
@@ -46,6 +51,11 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
         listen: s.listen,
         database_url: s.database_url,
         public_url: s.public_url,
+        target: s.target.map(|t| match t {
+            crate::cli::TargetArg::Podman => kato_server::TargetKind::Podman,
+            crate::cli::TargetArg::Kubernetes => kato_server::TargetKind::Kubernetes,
+            crate::cli::TargetArg::None => kato_server::TargetKind::None,
+        }),
     };
     kato_server::serve(config, shutdown_signal()).await?;
     Ok(())

@@ -1,0 +1,1179 @@
+//! `--target podman`: the local engine (DESIGN §9).
+//!
+//! A deploy pulls the pod's images (plain HTTP for loopback registries only), writes the
+//! component's Secrets as podman secrets (`{team}-{secret}`), removes the running pod and plays the
+//! rendered Pod with `podman kube play --replace`. Every podman call runs with the project's
+//! containers.conf (written into the data dir) and a bounded timeout.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use kato_render::{Object, Rendered};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::{
+    ComponentRef, ComponentState, ComponentStatus, ContainerRole, ContainerState, ContainerStatus, LogStream,
+    LogsRequest, PodStatus, Runtime, RuntimeError, TargetKind,
+};
+
+/// The settings podman needs on hosts like Kato's (cgroup v1 hybrid mode, no systemd).
+pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
+
+/// The pod annotation listing the init containers a deploy played; podman removes an init
+/// container once it succeeded, so status needs it to report them.
+const INIT_ANNOTATION: &str = "podman.kato/init-containers";
+/// The pod annotation listing the other containers in pod order (podman lists them in any order).
+const CONTAINERS_ANNOTATION: &str = "podman.kato/containers";
+const ENGINE: &str = "podman";
+const TEAM_LABEL: &str = kato_render::LABEL_TEAM;
+const COMPONENT_LABEL: &str = kato_render::LABEL_COMPONENT;
+
+/// How the podman target runs.
+#[derive(Debug, Clone)]
+pub struct PodmanConfig {
+    /// Where `containers.conf` and the played YAML files are written.
+    pub data_dir: PathBuf,
+    /// The podman binary.
+    pub program: PathBuf,
+    /// Bound on quick calls (inspect, secrets, rm).
+    pub call_timeout: Duration,
+    /// Bound on one image pull and on one `kube play` (which waits for init containers).
+    pub play_timeout: Duration,
+    /// Seconds a container gets to stop on SIGTERM before it is killed.
+    pub stop_grace: u32,
+    /// How long a status answer is reused (deploy and stop drop it).
+    pub status_ttl: Duration,
+}
+
+impl PodmanConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            program: PathBuf::from("podman"),
+            call_timeout: Duration::from_secs(30),
+            play_timeout: Duration::from_secs(180),
+            stop_grace: 5,
+            status_ttl: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Runs components on the local podman engine.
+pub struct PodmanRuntime {
+    config: PodmanConfig,
+    conf_path: PathBuf,
+    /// The failure of a component's last deploy, until the next deploy or stop.
+    failures: Mutex<HashMap<String, ComponentStatus>>,
+    cache: Mutex<HashMap<String, (Instant, ComponentStatus)>>,
+    /// One deploy or stop at a time per component.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for PodmanRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodmanRuntime").field("config", &self.config).finish()
+    }
+}
+
+/// True when `podman` is on `PATH`.
+pub fn podman_on_path() -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join("podman");
+            p.is_file()
+        })
+    })
+}
+
+impl PodmanRuntime {
+    /// Writes the project's containers.conf into the data dir and prepares the target.
+    pub fn new(config: PodmanConfig) -> std::io::Result<Self> {
+        let dir = config.data_dir.join("podman");
+        std::fs::create_dir_all(&dir)?;
+        let conf_path = dir.join("containers.conf");
+        if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(CONTAINERS_CONF) {
+            std::fs::write(&conf_path, CONTAINERS_CONF)?;
+        }
+        Ok(Self {
+            config,
+            conf_path,
+            failures: Mutex::default(),
+            cache: Mutex::default(),
+            locks: Mutex::default(),
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.config.program);
+        // conmon, which podman starts, writes files (`oom`) into its working directory.
+        let dir = self.conf_path.parent().unwrap_or(&self.config.data_dir);
+        c.current_dir(dir)
+            .env("CONTAINERS_CONF", &self.conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// Runs podman to completion within `limit`; a non-zero exit is an `Engine` error with podman's
+    /// cleaned-up stderr.
+    async fn run(&self, args: &[OsString], stdin: Option<&[u8]>, limit: Duration) -> Result<String, RuntimeError> {
+        let out = self.output(args, stdin, limit).await?;
+        if out.0 { Ok(out.1) } else { Err(engine(out.2)) }
+    }
+
+    /// Runs podman; `(success, stdout, cleaned stderr)`.
+    async fn output(
+        &self,
+        args: &[OsString],
+        stdin: Option<&[u8]>,
+        limit: Duration,
+    ) -> Result<(bool, String, String), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let work = async {
+            let mut child = cmd.spawn().map_err(|e| RuntimeError::Engine {
+                engine: ENGINE,
+                message: format!("cannot run {}: {e}", self.config.program.display()),
+            })?;
+            if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                pipe.write_all(data).await.map_err(io_error)?;
+                drop(pipe);
+            }
+            child.wait_with_output().await.map_err(io_error)
+        };
+        let out = tokio::time::timeout(limit, work)
+            .await
+            .map_err(|_| RuntimeError::Timeout {
+                engine: ENGINE,
+                seconds: limit.as_secs(),
+            })??;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            clean_stderr(&String::from_utf8_lossy(&out.stderr)),
+        ))
+    }
+
+    fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn forget(&self, key: &str) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// The pods of a component (normally one), found by label.
+    async fn pods(&self, c: ComponentRef<'_>) -> Result<Vec<String>, RuntimeError> {
+        let out = self
+            .run(
+                &args([
+                    "pod",
+                    "ls",
+                    "--filter",
+                    &format!("label={COMPONENT_LABEL}={}", c.component),
+                    "--format",
+                    "json",
+                ]),
+                None,
+                self.config.call_timeout,
+            )
+            .await?;
+        let pods: Vec<PodLs> = parse_json(&out)?;
+        Ok(pods
+            .into_iter()
+            .filter(|p| p.labels.get(TEAM_LABEL).map(String::as_str) == Some(c.team))
+            .map(|p| p.name)
+            .collect())
+    }
+
+    async fn remove_pods(&self, names: &[String]) -> Result<(), RuntimeError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut a = args(["pod", "rm", "--force", "--time", &self.config.stop_grace.to_string()]);
+        a.extend(names.iter().map(OsString::from));
+        let limit = self.config.call_timeout + Duration::from_secs(u64::from(self.config.stop_grace) * 2);
+        let (ok, _, err) = self.output(&a, None, limit).await?;
+        if ok || err.contains("no pod with name or ID") {
+            Ok(())
+        } else {
+            Err(engine(err))
+        }
+    }
+
+    /// The podman secrets a component's deploys created, found by name prefix and label.
+    async fn secrets(&self, c: ComponentRef<'_>) -> Result<Vec<String>, RuntimeError> {
+        let out = self
+            .run(
+                &args(["secret", "ls", "--format", "{{.Name}}"]),
+                None,
+                self.config.call_timeout,
+            )
+            .await?;
+        let prefix = format!("{}-{}-", c.team, c.component);
+        let candidates: Vec<&str> = out.lines().map(str::trim).filter(|n| n.starts_with(&prefix)).collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut a = args(["secret", "inspect"]);
+        a.extend(candidates.iter().map(OsString::from));
+        let (_, out, _) = self.output(&a, None, self.config.call_timeout).await?;
+        let found: Vec<SecretInspect> = if out.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_json(&out)?
+        };
+        Ok(found
+            .into_iter()
+            .filter(|s| {
+                s.spec.labels.get(TEAM_LABEL).map(String::as_str) == Some(c.team)
+                    && s.spec.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(c.component)
+            })
+            .map(|s| s.spec.name)
+            .collect())
+    }
+
+    async fn remove_secrets(&self, names: &[String]) -> Result<(), RuntimeError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut a = args(["secret", "rm"]);
+        a.extend(names.iter().map(OsString::from));
+        let (ok, _, err) = self.output(&a, None, self.config.call_timeout).await?;
+        if ok || err.contains("no such secret") {
+            Ok(())
+        } else {
+            Err(engine(err))
+        }
+    }
+
+    /// The volumes the last deploy of `pod` created.
+    async fn recorded_volumes(&self, pod: &str) -> Vec<String> {
+        let text = tokio::fs::read(volumes_file(&self.config.data_dir, pod)).await;
+        text.ok()
+            .and_then(|t| serde_json::from_slice(&t).ok())
+            .unwrap_or_default()
+    }
+
+    async fn remove_volumes(&self, names: &[String]) -> Result<(), RuntimeError> {
+        let mut names: Vec<&String> = names.iter().collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let (ok, _, err) = self
+                .output(&args(["volume", "rm", "--force", name]), None, self.config.call_timeout)
+                .await?;
+            if !ok && !err.contains("no such volume") && !err.contains("no volume with name") {
+                return Err(engine(err));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when every image is in local storage.
+    async fn all_present(&self, images: &[&str]) -> Result<bool, RuntimeError> {
+        if images.is_empty() || images.iter().any(|i| floating_tag(i)) {
+            return Ok(images.is_empty());
+        }
+        let mut a = args(["image", "inspect", "--format", "{{.Id}}"]);
+        a.extend(images.iter().map(OsString::from));
+        Ok(self.output(&a, None, self.config.call_timeout).await?.0)
+    }
+
+    /// Pulls `image` unless it is already present.
+    async fn pull(&self, image: &str) -> Result<(), String> {
+        let (present, _, _) = self
+            .output(&args(["image", "exists", image]), None, self.config.call_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if present && !floating_tag(image) {
+            return Ok(());
+        }
+        let tls = format!("--tls-verify={}", !is_loopback_image(image));
+        let (ok, _, err) = self
+            .output(&args(["pull", "--quiet", &tls, image]), None, self.config.play_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if ok { Ok(()) } else { Err(err) }
+    }
+
+    async fn status_uncached(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
+        let mut pods = Vec::new();
+        for name in self.pods(c).await? {
+            if let Some(p) = self.pod_status(&name).await? {
+                pods.push(p);
+            }
+        }
+        let failure = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(c))
+            .cloned();
+        if let Some(mut f) = failure {
+            if !pods.is_empty() {
+                f.pods = pods;
+            }
+            return Ok(f);
+        }
+        Ok(summarise(pods))
+    }
+
+    async fn pod_status(&self, pod: &str) -> Result<Option<PodStatus>, RuntimeError> {
+        let (ok, out, err) = self
+            .output(&args(["pod", "inspect", pod]), None, self.config.call_timeout)
+            .await?;
+        if !ok {
+            if err.contains("no such pod") || err.contains("no pod with name") {
+                return Ok(None);
+            }
+            return Err(engine(err));
+        }
+        let inspect: PodInspect = parse_json(&out)?;
+        let ids: Vec<&str> = inspect
+            .containers
+            .iter()
+            .filter(|c| c.id != inspect.infra_container_id)
+            .map(|c| c.id.as_str())
+            .collect();
+        let mut details: Vec<CtrInspect> = Vec::new();
+        if !ids.is_empty() {
+            let mut a = args(["container", "inspect"]);
+            a.extend(ids.iter().map(OsString::from));
+            let (_, out, _) = self.output(&a, None, self.config.call_timeout).await?;
+            if !out.trim().is_empty() {
+                details = parse_json(&out)?;
+            }
+        }
+        let mut last_exits = HashMap::new();
+        if details.iter().any(|d| d.restart_count > 0) {
+            last_exits = self.last_exits(pod, &inspect.created).await?;
+        }
+        Ok(Some(pod_view(pod, details, &last_exits)))
+    }
+
+    /// The last exit code of each container of `pod` that died since `since`, from podman's
+    /// events: a restarted container's inspect no longer says how it ended.
+    async fn last_exits(&self, pod: &str, since: &str) -> Result<HashMap<String, i32>, RuntimeError> {
+        let mut a = args(["events", "--stream=false", "--filter", "event=died", "--format", "json"]);
+        if !since.is_empty() {
+            a.push("--since".into());
+            a.push(since.into());
+        }
+        let out = self.run(&a, None, self.config.call_timeout).await?;
+        let prefix = format!("{pod}-");
+        let mut exits = HashMap::new();
+        for line in out.lines().filter(|l| l.starts_with('{')) {
+            if let Ok(e) = serde_json::from_str::<DiedEvent>(line)
+                && let Some(name) = e.name.strip_prefix(&prefix)
+            {
+                exits.insert(name.to_owned(), e.exit_code.unwrap_or(0));
+            }
+        }
+        Ok(exits)
+    }
+}
+
+fn key(c: ComponentRef<'_>) -> String {
+    format!("{}/{}", c.team, c.component)
+}
+
+fn args<const N: usize>(a: [&str; N]) -> Vec<OsString> {
+    a.iter().map(OsString::from).collect()
+}
+
+fn io_error(e: std::io::Error) -> RuntimeError {
+    RuntimeError::Engine {
+        engine: ENGINE,
+        message: e.to_string(),
+    }
+}
+
+fn engine(message: String) -> RuntimeError {
+    let message = if message.is_empty() {
+        "podman exited with an error and said nothing".to_owned()
+    } else {
+        message
+    };
+    RuntimeError::Engine {
+        engine: ENGINE,
+        message,
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, RuntimeError> {
+    serde_json::from_str(text).map_err(|e| RuntimeError::Engine {
+        engine: ENGINE,
+        message: format!("unexpected output from podman ({e})"),
+    })
+}
+
+/// podman's stderr for people: without the harmless syslog warning and logrus decorations.
+pub(crate) fn clean_stderr(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("failed to connect to syslog"))
+        .filter(|l| !l.contains("level=warning"))
+        .map(|l| l.strip_prefix("Error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// An image whose tag may move: `latest` or none.
+fn floating_tag(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        None => true,
+        Some((_, tag)) => tag == "latest",
+    }
+}
+
+/// True when the image's registry is on loopback (reached over plain HTTP, like kato-build does).
+pub(crate) fn is_loopback_image(image: &str) -> bool {
+    let Some((first, _)) = image.split_once('/') else {
+        return false;
+    };
+    if !(first.contains('.') || first.contains(':') || first == "localhost") {
+        return false;
+    }
+    let host = if let Some(rest) = first.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        first.split(':').next().unwrap_or(first)
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What one deploy plays: the podman secrets (name, JSON data) and the pod.
+pub(crate) struct Plan {
+    pub secrets: Vec<(String, Vec<u8>)>,
+    pub pod: Pod,
+    /// The podman volumes of the pod's `emptyDir`s, named `{pod}-{volume}`.
+    pub volumes: Vec<String>,
+}
+
+/// Turns the objects rendered for podman into what podman 4 runs: Secrets become podman secrets
+/// named `{team}-{name}` holding the data as JSON (what `secretKeyRef` reads), `$(VAR)` references
+/// in env values are expanded (podman does not), images are pulled by Kato beforehand, and the pod
+/// notes its init containers.
+pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, RuntimeError> {
+    let mut secret_data: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut secrets = Vec::new();
+    let mut pod = None;
+    for object in &rendered.objects {
+        match object {
+            Object::Secret(s) => {
+                let name = format!("{}-{}", c.team, object.name());
+                let data = secret_strings(s);
+                let json: BTreeMap<&String, &k8s_openapi::ByteString> = s.data.iter().flat_map(|d| d.iter()).collect();
+                let bytes = serde_json::to_vec(&json).map_err(|e| RuntimeError::Engine {
+                    engine: ENGINE,
+                    message: format!("cannot encode secret {name}: {e}"),
+                })?;
+                secret_data.insert(object.name().to_owned(), data);
+                secrets.push((name, bytes));
+            }
+            Object::Pod(p) => pod = Some(p.clone()),
+            Object::Service(_) | Object::Deployment(_) => {}
+        }
+    }
+    let Some(mut pod) = pod else {
+        return Err(RuntimeError::Engine {
+            engine: ENGINE,
+            message: "the objects hold no Pod: render them for the podman target".to_owned(),
+        });
+    };
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    // podman 4 plays an `emptyDir` as a named volume shared by every pod that uses the same
+    // name, and keeps it: name it after the pod, and deploys start it afresh.
+    let mut volumes = Vec::new();
+    let mut renamed = HashMap::new();
+    for v in spec.volumes.iter_mut().flatten() {
+        if v.empty_dir.is_some() {
+            let name = format!("{pod_name}-{}", v.name);
+            renamed.insert(v.name.clone(), name.clone());
+            v.name = name.clone();
+            volumes.push(name);
+        }
+    }
+    for ctr in spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
+    {
+        for m in ctr.volume_mounts.iter_mut().flatten() {
+            if let Some(n) = renamed.get(&m.name) {
+                m.name = n.clone();
+            }
+        }
+    }
+    let mut inits = Vec::new();
+    for ctr in spec.init_containers.iter_mut().flatten() {
+        inits.push(ctr.name.clone());
+        prepare_container(ctr, c.team, &secret_data);
+    }
+    for ctr in &mut spec.containers {
+        prepare_container(ctr, c.team, &secret_data);
+    }
+    let order: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
+    if !inits.is_empty() {
+        annotations.insert(INIT_ANNOTATION.to_owned(), inits.join(","));
+    }
+    annotations.insert(CONTAINERS_ANNOTATION.to_owned(), order.join(","));
+    Ok(Plan { secrets, pod, volumes })
+}
+
+fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = s.string_data.clone().unwrap_or_default();
+    for (k, v) in s.data.iter().flat_map(|d| d.iter()) {
+        out.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
+    }
+    out
+}
+
+fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashMap<String, BTreeMap<String, String>>) {
+    ctr.image_pull_policy = Some("Never".to_owned());
+    let mut known: HashMap<String, String> = HashMap::new();
+    for var in ctr.env.iter_mut().flatten() {
+        if let Some(v) = var.value.as_mut() {
+            *v = expand_refs(v, &known);
+            known.insert(var.name.clone(), v.clone());
+        } else if let Some(r) = var.value_from.as_mut().and_then(|f| f.secret_key_ref.as_mut()) {
+            if let Some(value) = secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
+                known.insert(var.name.clone(), value.clone());
+            }
+            r.name = format!("{team}-{}", r.name);
+        }
+    }
+    for from in ctr.env_from.iter_mut().flatten() {
+        if let Some(r) = from.secret_ref.as_mut() {
+            r.name = format!("{team}-{}", r.name);
+        }
+    }
+}
+
+/// Kubernetes' dependent variables: `$(NAME)` becomes the value of an earlier variable of the
+/// container; `$$` escapes; unknown references stay as they are.
+pub(crate) fn expand_refs(value: &str, known: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("$(")
+            && let Some(end) = inner.find(')')
+            && let Some(v) = known.get(&inner[..end])
+        {
+            out.push_str(v);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Deserialize)]
+struct PodLs {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Labels", default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct SecretInspect {
+    #[serde(rename = "Spec")]
+    spec: SecretSpec,
+}
+
+#[derive(Deserialize)]
+struct SecretSpec {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Labels", default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct PodInspect {
+    #[serde(rename = "Created", default)]
+    created: String,
+    #[serde(rename = "InfraContainerID", default)]
+    infra_container_id: String,
+    #[serde(rename = "Containers", default)]
+    containers: Vec<PodCtr>,
+}
+
+#[derive(Deserialize)]
+struct PodCtr {
+    #[serde(rename = "Id")]
+    id: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct CtrInspect {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "State")]
+    pub state: CtrState,
+    #[serde(rename = "RestartCount", default)]
+    pub restart_count: u32,
+    #[serde(rename = "ImageName", default)]
+    pub image_name: String,
+    #[serde(rename = "Config", default)]
+    pub config: CtrConfig,
+    #[serde(rename = "IsInfra", default)]
+    pub is_infra: bool,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: CtrHostConfig,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrHostConfig {
+    /// The memory limit in bytes; 0 for none.
+    #[serde(rename = "Memory", default)]
+    pub memory: i64,
+}
+
+#[derive(Deserialize)]
+struct DiedEvent {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "ContainerExitCode", default)]
+    exit_code: Option<i32>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrConfig {
+    #[serde(rename = "Annotations", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct CtrState {
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i32,
+    #[serde(rename = "Error", default)]
+    pub error: String,
+}
+
+/// Restarts after which a failing container counts as crash-looping.
+const CRASH_LOOP_RESTARTS: u32 = 3;
+
+/// One pod's status from `podman container inspect` of its containers.
+pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap<String, i32>) -> PodStatus {
+    let mut annotations = BTreeMap::new();
+    let mut containers = Vec::new();
+    let prefix = format!("{pod}-");
+    let mut inits: Vec<String> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    for d in details.iter().filter(|d| !d.is_infra) {
+        for (k, v) in &d.config.annotations {
+            if k.ends_with(".plugin.kato") || k.contains(".plugin.kato/") {
+                annotations.insert(k.clone(), v.clone());
+            }
+            if k == INIT_ANNOTATION {
+                inits = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            }
+            if k == CONTAINERS_ANNOTATION {
+                order = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            }
+        }
+    }
+    for d in details.into_iter().filter(|d| !d.is_infra) {
+        let name = d.name.strip_prefix(&prefix).unwrap_or(&d.name).to_owned();
+        let init = inits.contains(&name);
+        let last = last_exits.get(&name).copied();
+        containers.push(container_view(name, init, &d, last));
+    }
+    // Init containers podman removed after they succeeded.
+    let app_started = containers.iter().any(|c| !c.init && c.state != ContainerState::Waiting);
+    for name in &inits {
+        if !containers.iter().any(|c| &c.name == name) {
+            containers.push(ContainerStatus {
+                name: name.clone(),
+                role: role_of(name),
+                init: true,
+                state: if app_started {
+                    ContainerState::Terminated
+                } else {
+                    ContainerState::Unknown
+                },
+                ready: false,
+                restarts: 0,
+                exit_code: app_started.then_some(0),
+                reason: app_started.then(|| "Completed".to_owned()),
+                message: None,
+                image: None,
+            });
+        }
+    }
+    // Init containers first in their order, then the others in pod order.
+    containers.sort_by_key(|c| {
+        if c.init {
+            (0, inits.iter().position(|n| n == &c.name).unwrap_or(0))
+        } else {
+            (1, order.iter().position(|n| n == &c.name).unwrap_or(usize::MAX))
+        }
+    });
+    let phase = phase_of(&containers);
+    PodStatus {
+        name: pod.to_owned(),
+        phase,
+        annotations,
+        containers,
+    }
+}
+
+fn role_of(name: &str) -> ContainerRole {
+    if name.starts_with("plugin-") {
+        ContainerRole::Plugin
+    } else {
+        ContainerRole::App
+    }
+}
+
+/// The exit code of a process killed by SIGKILL, which is how the kernel ends a container over its
+/// memory limit (podman does not always see the OOM event itself).
+const SIGKILL_EXIT: i32 = 137;
+
+fn container_view(name: String, init: bool, d: &CtrInspect, last_exit: Option<i32>) -> ContainerStatus {
+    let s = &d.state;
+    let (state, mut exit_code) = match s.status.as_str() {
+        "running" => (ContainerState::Running, None),
+        "created" | "configured" | "initialized" => (ContainerState::Waiting, None),
+        "exited" | "stopped" => (ContainerState::Terminated, Some(s.exit_code)),
+        _ => (ContainerState::Unknown, None),
+    };
+    if exit_code.is_none() && d.restart_count > 0 {
+        exit_code = last_exit;
+    }
+    let limited = d.host_config.memory > 0;
+    let oom = s.oom_killed || (limited && exit_code == Some(SIGKILL_EXIT));
+    // An init container that failed and is being retried still failed.
+    let init_failed = init && exit_code.is_some_and(|c| c != 0);
+    let reason = match state {
+        _ if init_failed => Some("InitFailed"),
+        ContainerState::Terminated if oom => Some("OOMKilled"),
+        ContainerState::Terminated if s.exit_code == 0 => Some("Completed"),
+        ContainerState::Terminated if d.restart_count >= CRASH_LOOP_RESTARTS => Some("CrashLoopBackOff"),
+        ContainerState::Terminated => Some("Error"),
+        ContainerState::Running | ContainerState::Unknown if oom => Some("OOMKilled"),
+        ContainerState::Running | ContainerState::Unknown if d.restart_count >= CRASH_LOOP_RESTARTS => {
+            Some("CrashLoopBackOff")
+        }
+        _ => None,
+    };
+    let message = match reason {
+        Some("OOMKilled") => Some(format!(
+            "the container used more than its memory limit ({} MiB) and was killed; restarted {} times",
+            d.host_config.memory / (1024 * 1024),
+            d.restart_count
+        )),
+        Some("CrashLoopBackOff") => Some(format!(
+            "the container keeps exiting (last exit code {}); restarted {} times",
+            exit_code.unwrap_or_default(),
+            d.restart_count
+        )),
+        Some("InitFailed") => Some(format!(
+            "the init container exited with code {}",
+            exit_code.unwrap_or_default()
+        )),
+        _ => (!s.error.is_empty()).then(|| s.error.clone()),
+    };
+    ContainerStatus {
+        role: role_of(&name),
+        name,
+        init,
+        state,
+        ready: state == ContainerState::Running,
+        restarts: d.restart_count,
+        exit_code,
+        reason: reason.map(str::to_owned),
+        message,
+        image: (!d.image_name.is_empty()).then(|| d.image_name.clone()),
+    }
+}
+
+fn phase_of(containers: &[ContainerStatus]) -> String {
+    let main: Vec<&ContainerStatus> = containers.iter().filter(|c| !c.init).collect();
+    let phase = if main.iter().any(|c| c.state == ContainerState::Running) {
+        "Running"
+    } else if containers
+        .iter()
+        .any(|c| c.init && c.reason.as_deref() == Some("InitFailed"))
+        || (!main.is_empty()
+            && main
+                .iter()
+                .all(|c| c.state == ContainerState::Terminated && c.exit_code != Some(0)))
+    {
+        "Failed"
+    } else if !main.is_empty() && main.iter().all(|c| c.state == ContainerState::Terminated) {
+        "Succeeded"
+    } else {
+        "Pending"
+    };
+    phase.to_owned()
+}
+
+/// The component's state from its pods' containers.
+pub(crate) fn summarise(pods: Vec<PodStatus>) -> ComponentStatus {
+    if pods.is_empty() {
+        return ComponentStatus::stopped();
+    }
+    let all = || pods.iter().flat_map(|p| p.containers.iter());
+    let broken = all().find(|c| {
+        matches!(
+            c.reason.as_deref(),
+            Some("InitFailed" | "CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff")
+        ) || (c.reason.as_deref() == Some("OOMKilled") && c.restarts >= CRASH_LOOP_RESTARTS)
+            || (!c.init && c.state == ContainerState::Terminated && c.exit_code != Some(0))
+    });
+    let oom = all().find(|c| c.reason.as_deref() == Some("OOMKilled"));
+    let waiting = all().find(|c| !c.init && c.state != ContainerState::Running);
+    let (state, message) = if let Some(c) = broken {
+        let why = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default();
+        let what = c.reason.clone().unwrap_or_else(|| "Error".to_owned());
+        (
+            ComponentState::Failed,
+            Some(format!("container {}: {what}: {why}", c.name)),
+        )
+    } else if let Some(c) = waiting {
+        if c.state == ContainerState::Terminated {
+            let what = c.reason.clone().unwrap_or_else(|| "Error".to_owned());
+            (
+                ComponentState::Failed,
+                Some(format!("container {} stopped: {what}", c.name)),
+            )
+        } else {
+            (
+                ComponentState::Starting,
+                Some(format!("container {} is not running yet", c.name)),
+            )
+        }
+    } else if let Some(c) = oom {
+        (
+            ComponentState::Running,
+            Some(format!("container {} was OOMKilled and restarted", c.name)),
+        )
+    } else {
+        (ComponentState::Running, None)
+    };
+    ComponentStatus { state, message, pods }
+}
+
+#[async_trait]
+impl Runtime for PodmanRuntime {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Podman
+    }
+
+    async fn deploy(&self, c: ComponentRef<'_>, rendered: &Rendered) -> Result<(), RuntimeError> {
+        let k = key(c);
+        let lock = self.lock(&k);
+        let _guard = lock.lock().await;
+        // The status cache stays: while the deploy runs, status answers from it rather than
+        // queue behind the deploy on podman's lock.
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+        let plan = plan(c, rendered)?;
+        let pod_name = plan.pod.metadata.name.clone().unwrap_or_default();
+
+        // Images first: a pull failure leaves what runs untouched and says which container.
+        let spec = plan.pod.spec.as_ref();
+        let all: Vec<&Container> = spec
+            .into_iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+            .collect();
+        // One call when every image is present (the usual redeploy); pulls otherwise.
+        let images: Vec<&str> = all.iter().filter_map(|c| c.image.as_deref()).collect();
+        if !self.all_present(&images).await? {
+            for ctr in &all {
+                let Some(image) = ctr.image.as_deref() else { continue };
+                if let Err(why) = self.pull(image).await {
+                    let status = pull_failure(&pod_name, &all, &ctr.name, image, &why);
+                    let message = status.message.clone().unwrap_or_default();
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(k.clone(), status);
+                    return Err(RuntimeError::Engine {
+                        engine: ENGINE,
+                        message,
+                    });
+                }
+            }
+        }
+
+        // Secrets (replace this component's, remove the ones no longer rendered) while the old
+        // pod stops within its grace period.
+        let secrets = async {
+            let existing = self.secrets(c).await?;
+            self.remove_secrets(&existing).await?;
+            for (name, data) in &plan.secrets {
+                let a = args([
+                    "secret",
+                    "create",
+                    "--label",
+                    &format!("{TEAM_LABEL}={}", c.team),
+                    "--label",
+                    &format!("{COMPONENT_LABEL}={}", c.component),
+                    name,
+                    "-",
+                ]);
+                self.run(&a, Some(data), self.config.call_timeout).await?;
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        let old_pod = async {
+            let old = self.pods(c).await?;
+            self.remove_pods(&old).await?;
+            let mut stale = self.recorded_volumes(&pod_name).await;
+            stale.extend(plan.volumes.iter().cloned());
+            self.remove_volumes(&stale).await
+        };
+        let (secrets, old_pod) = tokio::join!(secrets, old_pod);
+        secrets?;
+        old_pod?;
+
+        // The new pod.
+        let record = serde_json::to_vec(&plan.volumes).unwrap_or_default();
+        let dir = self.config.data_dir.join("podman").join("pods");
+        tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+        tokio::fs::write(volumes_file(&self.config.data_dir, &pod_name), record)
+            .await
+            .map_err(io_error)?;
+        let yaml = Rendered {
+            objects: vec![Object::Pod(plan.pod)],
+        }
+        .to_yaml();
+        let file = pod_file(&self.config.data_dir, &pod_name);
+        tokio::fs::write(&file, yaml).await.map_err(io_error)?;
+        let a = vec![
+            OsString::from("kube"),
+            OsString::from("play"),
+            OsString::from("--replace"),
+            file.clone().into_os_string(),
+        ];
+        let (ok, _, err) = self.output(&a, None, self.config.play_timeout).await?;
+        self.forget(&k);
+        if ok {
+            return Ok(());
+        }
+        // An init container that fails is the component's state, not a failed deploy: the pod
+        // exists and status says why.
+        if !self.pods(c).await?.is_empty() && err.contains("init container") {
+            return Ok(());
+        }
+        Err(engine(err))
+    }
+
+    async fn stop(&self, c: ComponentRef<'_>) -> Result<(), RuntimeError> {
+        let k = key(c);
+        let lock = self.lock(&k);
+        let _guard = lock.lock().await;
+        self.forget(&k);
+        let pods = self.pods(c).await?;
+        self.remove_pods(&pods).await?;
+        let secrets = self.secrets(c).await?;
+        self.remove_secrets(&secrets).await?;
+        for pod in pods {
+            let volumes = self.recorded_volumes(&pod).await;
+            self.remove_volumes(&volumes).await?;
+            let _ = tokio::fs::remove_file(pod_file(&self.config.data_dir, &pod)).await;
+            let _ = tokio::fs::remove_file(volumes_file(&self.config.data_dir, &pod)).await;
+        }
+        self.forget(&k);
+        Ok(())
+    }
+
+    async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
+        let k = key(c);
+        let deploying = self.lock(&k).try_lock().is_err();
+        if let Some((at, s)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
+            && (deploying || at.elapsed() < self.config.status_ttl)
+        {
+            return Ok(s.clone());
+        }
+        let s = self.status_uncached(c).await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k, (Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    async fn logs(&self, c: ComponentRef<'_>, request: LogsRequest) -> Result<LogStream, RuntimeError> {
+        let pods = self.pods(c).await?;
+        let Some(pod) = pods.first() else {
+            return Err(RuntimeError::NotRunning(c.component.to_owned()));
+        };
+        let status = self.pod_status(pod).await?;
+        let known: Vec<String> = status
+            .map(|p| p.containers.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default();
+        let name = request.container.unwrap_or_else(|| c.component.to_owned());
+        if !known.contains(&name) {
+            return Err(RuntimeError::NoSuchContainer {
+                name,
+                known: known.join(", "),
+            });
+        }
+        let mut a = args(["logs"]);
+        if let Some(n) = request.tail {
+            a.push(format!("--tail={n}").into());
+        }
+        if request.follow {
+            a.push("--follow".into());
+        }
+        a.push(format!("{pod}-{name}").into());
+        let mut cmd = self.command();
+        cmd.args(&a);
+        let mut child = cmd.spawn().map_err(io_error)?;
+        let stdout = child.stdout.take().map(reader_stream);
+        let stderr = child.stderr.take().map(|s| {
+            reader_stream(s).filter_map(|chunk| async move {
+                match chunk {
+                    Ok(b) => {
+                        let text = String::from_utf8_lossy(&b);
+                        let kept: String = text
+                            .split_inclusive('\n')
+                            .filter(|l| !l.starts_with("failed to connect to syslog"))
+                            .collect();
+                        (!kept.is_empty()).then(|| Ok(Bytes::from(kept)))
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            })
+        });
+        let merged = futures::stream::select(
+            stdout
+                .map(StreamExt::boxed)
+                .unwrap_or_else(|| futures::stream::empty().boxed()),
+            stderr
+                .map(StreamExt::boxed)
+                .unwrap_or_else(|| futures::stream::empty().boxed()),
+        );
+        // The child lives as long as the stream: hanging up kills `podman logs -f`.
+        let guarded = futures::stream::unfold((merged, child), |(mut s, child)| async move {
+            s.next().await.map(|item| (item, (s, child)))
+        });
+        Ok(guarded.boxed())
+    }
+}
+
+fn volumes_file(data_dir: &Path, pod: &str) -> PathBuf {
+    data_dir.join("podman").join("pods").join(format!("{pod}.volumes.json"))
+}
+
+fn pod_file(data_dir: &Path, pod: &str) -> PathBuf {
+    data_dir.join("podman").join("pods").join(format!("{pod}.yaml"))
+}
+
+/// Bytes of a pipe, chunk by chunk, line-aligned when lines fit in a chunk.
+fn reader_stream(r: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> LogStream {
+    use tokio::io::AsyncBufReadExt;
+    let reader = tokio::io::BufReader::new(r);
+    futures::stream::unfold(reader, |mut reader| async move {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(Bytes::from(line)), reader)),
+            Err(e) => Some((Err(io_error(e)), reader)),
+        }
+    })
+    .boxed()
+}
+
+/// The status of a component whose deploy could not pull an image.
+fn pull_failure(pod: &str, all: &[&Container], failed: &str, image: &str, why: &str) -> ComponentStatus {
+    let containers = all
+        .iter()
+        .map(|c| {
+            let this = c.name == failed;
+            ContainerStatus {
+                name: c.name.clone(),
+                role: role_of(&c.name),
+                init: false,
+                state: ContainerState::Waiting,
+                ready: false,
+                restarts: 0,
+                exit_code: None,
+                reason: this.then(|| "ErrImagePull".to_owned()),
+                message: this.then(|| why.to_owned()),
+                image: c.image.clone(),
+            }
+        })
+        .collect();
+    ComponentStatus {
+        state: ComponentState::Failed,
+        message: Some(format!("container {failed}: ErrImagePull: cannot pull {image}: {why}")),
+        pods: vec![PodStatus {
+            name: pod.to_owned(),
+            phase: "Pending".to_owned(),
+            annotations: BTreeMap::new(),
+            containers,
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_warning_is_dropped() {
+        let e = "failed to connect to syslog: Initialization\nError: init container x exited with code 3\n";
+        assert_eq!(clean_stderr(e), "init container x exited with code 3");
+    }
+
+    #[test]
+    fn dependent_variables_expand_like_kubernetes() {
+        let known = HashMap::from([("TOK".to_owned(), "s3cr3t".to_owned())]);
+        assert_eq!(expand_refs("u?token=$(TOK)", &known), "u?token=s3cr3t");
+        assert_eq!(expand_refs("$(NOPE) $$(TOK) $", &known), "$(NOPE) $(TOK) $");
+    }
+
+    #[test]
+    fn loopback_registries_are_recognised() {
+        assert!(is_loopback_image("127.0.0.1:5000/t/p@sha256:00"));
+        assert!(is_loopback_image("localhost/kato/busybox:1"));
+        assert!(!is_loopback_image("nginx:1.27"));
+        assert!(!is_loopback_image("registry.example.com/t/p:1"));
+        assert!(floating_tag("nginx") && floating_tag("a/b:latest") && !floating_tag("127.0.0.1:5000/a:1"));
+    }
+}

@@ -1,0 +1,331 @@
+//! The podman target on the real engine: deploy, redeploy, status, logs and stop.
+//!
+//! Images are made without any network pull: busybox-static imported into podman.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kato_render::{Object, Rendered};
+use kato_runtime::{
+    ComponentRef, ComponentState, ComponentStatus, ContainerState, LogsRequest, PodmanConfig, PodmanRuntime, Runtime,
+};
+use serde_json::json;
+
+const IMAGE: &str = "localhost/kato-runtime-test/busybox:1";
+
+fn podman(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("podman")
+        .args(args)
+        .env(
+            "CONTAINERS_CONF",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf"),
+        )
+        .output()
+        .expect("podman runs")
+}
+
+/// Imports busybox-static as a local image, once per machine.
+fn busybox_image() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if podman(&["image", "exists", IMAGE]).status.success() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "echo", "cat", "tail", "head", "true", "false"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let tar = dir.path().join("image.tar");
+        let ok = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = podman(&["import", "--quiet", tar.to_str().unwrap(), IMAGE]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// A command that stops at once on SIGTERM.
+const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
+
+fn container(name: &str, script: &str) -> serde_json::Value {
+    json!({ "name": name, "image": IMAGE, "command": ["/bin/sh", "-c", script] })
+}
+
+fn rendered(team: &str, component: &str, containers: Vec<serde_json::Value>, init: Vec<serde_json::Value>) -> Rendered {
+    let labels = json!({ "kato/team": team, "kato/component": component, "app.kubernetes.io/managed-by": "kato" });
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": format!("{component}-plugin-side"), "labels": labels },
+        "data": { "TOKEN": "czNjcjN0" },
+        "type": "Opaque",
+    }))
+    .unwrap();
+    let mut spec = json!({
+        "containers": containers,
+        "restartPolicy": if init.is_empty() { "Always" } else { "OnFailure" },
+    });
+    if !init.is_empty() {
+        spec["initContainers"] = json!(init);
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("{team}-{component}"),
+            "labels": labels,
+            "annotations": { "version.plugin.kato/side": "2", "revision.plugin.kato/side": "5" },
+        },
+        "spec": spec,
+    }))
+    .unwrap();
+    Rendered {
+        objects: vec![Object::Secret(secret), Object::Pod(pod)],
+    }
+}
+
+fn runtime(dir: &std::path::Path) -> PodmanRuntime {
+    let mut config = PodmanConfig::new(dir);
+    config.status_ttl = Duration::ZERO;
+    config.play_timeout = Duration::from_secs(60);
+    PodmanRuntime::new(config).unwrap()
+}
+
+/// Polls status until `done` holds, for at most 60 s.
+async fn wait_for(
+    rt: &PodmanRuntime,
+    c: ComponentRef<'_>,
+    what: &str,
+    done: impl Fn(&ComponentStatus) -> bool,
+) -> ComponentStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rt.status(c).await.unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn logs(rt: &PodmanRuntime, c: ComponentRef<'_>, container: &str) -> String {
+    let mut stream = rt
+        .logs(
+            c,
+            LogsRequest {
+                container: Some(container.to_owned()),
+                tail: None,
+                follow: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn leftovers(team: &str, component: &str) -> (String, String) {
+    let pods = podman(&[
+        "pod",
+        "ls",
+        "--filter",
+        &format!("name=^{team}-{component}$"),
+        "--format",
+        "{{.Name}}",
+    ]);
+    let secrets = podman(&["secret", "ls", "--format", "{{.Name}}"]);
+    let secrets = String::from_utf8_lossy(&secrets.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("{team}-{component}-")))
+        .collect::<Vec<_>>()
+        .join(",");
+    (String::from_utf8_lossy(&pods.stdout).trim().to_owned(), secrets)
+}
+
+#[tokio::test]
+async fn deploy_redeploy_status_logs_and_stop() {
+    busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = ComponentRef {
+        team: "rtt1",
+        component: "web",
+    };
+    let side = json!({
+        "name": "plugin-side",
+        "image": IMAGE,
+        "command": ["/bin/sh", "-c", format!("echo token=$TOKEN url=$URL; {IDLE}")],
+        "env": [
+            { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "web-plugin-side", "key": "TOKEN" } } },
+            { "name": "URL", "value": "http://x/?t=$(TOKEN)" },
+        ],
+    });
+    let first = rendered(
+        c.team,
+        c.component,
+        vec![container("web", &format!("echo app up; {IDLE}")), side],
+        vec![],
+    );
+    rt.deploy(c, &first).await.unwrap();
+    let s = wait_for(&rt, c, "running", |s| s.state == ComponentState::Running).await;
+    assert_eq!(s.pods.len(), 1);
+    let pod = &s.pods[0];
+    assert_eq!(
+        pod.annotations.get("version.plugin.kato/side").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        pod.annotations.get("revision.plugin.kato/side").map(String::as_str),
+        Some("5")
+    );
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["web", "plugin-side"]);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = logs(&rt, c, "plugin-side").await;
+        if text.contains("token=s3cr3t url=http://x/?t=s3cr3t") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "plug-in logs: {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Following streams the lines as they come; dropping the stream ends `podman logs -f`.
+    let mut follow = rt
+        .logs(
+            c,
+            LogsRequest {
+                container: None,
+                tail: Some(1),
+                follow: true,
+            },
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), follow.next())
+        .await
+        .expect("a first line in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"app up\n");
+    drop(follow);
+
+    let err = rt
+        .logs(
+            c,
+            LogsRequest {
+                container: Some("plugin-nope".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("plugin-side"), "{err}");
+
+    // Redeploy without the plug-in: its container and secret go away.
+    let mut second = rendered(c.team, c.component, vec![container("web", IDLE)], vec![]);
+    second.objects.remove(0);
+    rt.deploy(c, &second).await.unwrap();
+    let s = wait_for(&rt, c, "running without the plug-in", |s| {
+        s.state == ComponentState::Running && s.pods.iter().all(|p| p.containers.len() == 1)
+    })
+    .await;
+    assert_eq!(s.pods[0].containers[0].name, "web");
+    assert_eq!(leftovers(c.team, c.component).1, "");
+
+    rt.stop(c).await.unwrap();
+    assert_eq!(rt.status(c).await.unwrap().state, ComponentState::Stopped);
+    assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
+    rt.stop(c).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_init_container_keeps_the_app_from_starting() {
+    busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = ComponentRef {
+        team: "rtt2",
+        component: "web",
+    };
+    let r = rendered(
+        c.team,
+        c.component,
+        vec![container("web", IDLE)],
+        vec![container("plugin-migrate", "echo migration failed; exit 3")],
+    );
+    rt.deploy(c, &r).await.unwrap();
+    let s = wait_for(&rt, c, "failed", |s| s.state == ComponentState::Failed).await;
+    let init = s.pods[0]
+        .containers
+        .iter()
+        .find(|c| c.name == "plugin-migrate")
+        .unwrap();
+    assert!(init.init);
+    assert_eq!(init.exit_code, Some(3));
+    assert_eq!(init.reason.as_deref(), Some("InitFailed"));
+    let app = s.pods[0].containers.iter().find(|c| c.name == "web").unwrap();
+    assert_ne!(app.state, ContainerState::Running);
+    assert!(s.message.unwrap().contains("plugin-migrate"));
+    assert!(logs(&rt, c, "plugin-migrate").await.contains("migration failed"));
+
+    // A passing init container runs first and is reported as completed.
+    let r = rendered(
+        c.team,
+        c.component,
+        vec![container("web", IDLE)],
+        vec![container("plugin-migrate", "echo ok")],
+    );
+    rt.deploy(c, &r).await.unwrap();
+    let s = wait_for(&rt, c, "running", |s| s.state == ComponentState::Running).await;
+    let init = s.pods[0]
+        .containers
+        .iter()
+        .find(|c| c.name == "plugin-migrate")
+        .unwrap();
+    assert_eq!(
+        (init.state, init.reason.as_deref()),
+        (ContainerState::Terminated, Some("Completed"))
+    );
+    rt.stop(c).await.unwrap();
+    assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_clearly() {
+    busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = ComponentRef {
+        team: "rtt3",
+        component: "web",
+    };
+    let mut bad = container("plugin-gone", IDLE);
+    // A loopback port nothing listens on.
+    bad["image"] =
+        json!("127.0.0.1:9/kato/gone@sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    let r = rendered(c.team, c.component, vec![container("web", IDLE), bad], vec![]);
+    let err = rt.deploy(c, &r).await.unwrap_err();
+    assert!(err.to_string().contains("plugin-gone"), "{err}");
+    let s = rt.status(c).await.unwrap();
+    assert_eq!(s.state, ComponentState::Failed);
+    let gone = s.pods[0].containers.iter().find(|c| c.name == "plugin-gone").unwrap();
+    assert_eq!(gone.reason.as_deref(), Some("ErrImagePull"));
+    rt.stop(c).await.unwrap();
+    assert_eq!(rt.status(c).await.unwrap().state, ComponentState::Stopped);
+    assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
+}

@@ -1,0 +1,165 @@
+//! Keeps what runs in step with what is stored.
+//!
+//! Each component has a desired state (deployed or stopped). After every committed write the
+//! reconciler wakes up, renders each deployed component for the target, and redeploys the ones
+//! whose objects changed since their last deploy (install, uninstall, enable, disable, memory,
+//! version, values, the component itself). It runs outside any request's transaction; a failed
+//! deploy is recorded and shown by the component's status, and not retried until something
+//! changes or the component is deployed again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use kato_model::{ComponentName, TeamName};
+use kato_render::Target;
+use kato_runtime::{ComponentRef, TargetKind};
+use kato_store::{DeploymentRecord, Desired};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::error::{ApiError, ApiResult};
+use crate::ops::component_context;
+use crate::state::AppState;
+
+/// What `applied_hash` holds once a component was stopped.
+const STOPPED: &str = "stopped";
+
+/// A lock per (team, component).
+type Locks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
+
+#[derive(Default)]
+pub struct Reconciler {
+    wake: Arc<Notify>,
+    /// One reconciliation at a time per component.
+    locks: Locks,
+}
+
+impl Reconciler {
+    /// Asks for a pass over every deployment; wakes up at most once however often it is called
+    /// while a pass runs.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn lock(&self, team: &TeamName, component: &ComponentName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks
+            .entry((team.to_string(), component.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// Runs reconciliation passes until the state is dropped. A pass also runs at start, so a
+/// restarted server catches up with changes it missed.
+pub fn spawn(state: &Arc<AppState>) {
+    if state.runtime.kind() == TargetKind::None {
+        return;
+    }
+    let weak: Weak<AppState> = Arc::downgrade(state);
+    state.reconciler.wake();
+    let wake = state.reconciler.wake.clone();
+    tokio::spawn(async move {
+        loop {
+            wake.notified().await;
+            // The task holds the state only during a pass, so dropping the state ends it.
+            let Some(state) = weak.upgrade() else { return };
+            if let Err(e) = reconcile_all(&state).await {
+                tracing::warn!(error = %e, "reconciliation pass failed");
+            }
+        }
+    });
+}
+
+/// One pass over every deployment.
+pub async fn reconcile_all(state: &AppState) -> ApiResult<()> {
+    for d in state.store.list_deployments().await? {
+        if let Err(e) = reconcile(state, &d.team, &d.component).await {
+            tracing::warn!(team = %d.team, component = %d.component, error = %e, "reconciliation failed");
+        }
+    }
+    Ok(())
+}
+
+/// Brings one component in step with its deployment row; returns the row as it ends up
+/// (`None` once a deleted component's row is gone).
+pub async fn reconcile(
+    state: &AppState,
+    team: &TeamName,
+    component: &ComponentName,
+) -> ApiResult<Option<DeploymentRecord>> {
+    let lock = state.reconciler.lock(team, component);
+    let _guard = lock.lock().await;
+    let Some(d) = state.store.get_deployment(team, component).await? else {
+        return Ok(None);
+    };
+    let c = ComponentRef {
+        team: team.as_str(),
+        component: component.as_str(),
+    };
+    let outcome = match d.desired {
+        Desired::Stopped => {
+            if d.applied_hash.as_deref() == Some(STOPPED) {
+                return Ok(Some(d));
+            }
+            let result = state.runtime.stop(c).await;
+            record(state, &d, Some(STOPPED), result.err().map(|e| e.to_string())).await?
+        }
+        Desired::Deployed => {
+            let ctx = match component_context(&mut &state.store, team, component).await {
+                Ok(ctx) => ctx,
+                Err(ApiError::NotFound(_)) => {
+                    // The component was deleted: stop what still runs, then forget it.
+                    state.runtime.stop(c).await?;
+                    let mut tx = state.store.begin().await?;
+                    tx.delete_deployment(team, component).await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let target = match state.runtime.kind() {
+                TargetKind::Kubernetes => Target::Kubernetes,
+                _ => Target::Podman,
+            };
+            let rendered = match crate::api::render_objects(state, team, &ctx, target, None, false) {
+                Ok(r) => r,
+                Err(e) => {
+                    let error = format!("cannot render the component: {e}");
+                    return record(state, &d, d.applied_hash.as_deref(), Some(error)).await;
+                }
+            };
+            let hash = hash(&rendered.to_yaml());
+            if d.applied_hash.as_deref() == Some(hash.as_str()) {
+                return Ok(Some(d));
+            }
+            tracing::info!(%team, %component, "deploying");
+            let result = state.runtime.deploy(c, &rendered).await;
+            record(state, &d, Some(&hash), result.err().map(|e| e.to_string())).await?
+        }
+    };
+    Ok(outcome)
+}
+
+async fn record(
+    state: &AppState,
+    d: &DeploymentRecord,
+    hash: Option<&str>,
+    error: Option<String>,
+) -> ApiResult<Option<DeploymentRecord>> {
+    if let Some(e) = &error {
+        tracing::warn!(team = %d.team, component = %d.component, error = %e, "deploy failed");
+    }
+    let mut tx = state.store.begin().await?;
+    tx.record_applied(&d.team, &d.component, hash, error.as_deref()).await?;
+    let row = tx.get_deployment(&d.team, &d.component).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+fn hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

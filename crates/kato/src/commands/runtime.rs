@@ -1,0 +1,95 @@
+//! `kato deploy`, `stop`, `status` and `logs`.
+
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::team_of;
+use crate::cli::{ComponentArg, Format, Global, Logs};
+use crate::client::Client;
+use crate::output::{Column, field, print};
+
+pub async fn deploy(g: &Global, c: ComponentArg, run: bool) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let action = if run { "deploy" } else { "stop" };
+    let path = format!("/teams/{team}/components/{}/{action}", c.component);
+    let status = client.call(Method::POST, &path, None).await?;
+    print_status(&status, g.output);
+    Ok(())
+}
+
+pub async fn status(g: &Global, c: ComponentArg) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let status = client
+        .get(&format!("/teams/{team}/components/{}/status", c.component))
+        .await?;
+    print_status(&status, g.output);
+    Ok(())
+}
+
+pub async fn logs(g: &Global, l: Logs) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let mut path = format!("/teams/{team}/components/{}/logs?follow={}", l.component, l.follow);
+    if let Some(c) = &l.container {
+        path.push_str(&format!("&container={c}"));
+    }
+    if let Some(n) = l.tail {
+        path.push_str(&format!("&tail={n}"));
+    }
+    client.stream(&path, &mut std::io::stdout()).await
+}
+
+/// One row per container, under a line with the component's state.
+fn print_status(status: &Value, format: Format) {
+    if format != Format::Table {
+        print(status, format, &[]);
+        return;
+    }
+    let state = field(status, "state");
+    let mut head = format!("{} {}: {state}", field(status, "component"), field(status, "target"));
+    if let Some(m) = status["message"].as_str() {
+        head.push_str(&format!(" ({m})"));
+    }
+    println!("{head}");
+    if let Some(e) = status["error"].as_str()
+        && status["message"].as_str() != Some(e)
+    {
+        println!("last deploy failed: {e}");
+    }
+    let rows: Vec<Value> = status["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|pod| {
+            pod["containers"].as_array().into_iter().flatten().map(move |c| {
+                let mut row = c.clone();
+                row["pod"] = pod["name"].clone();
+                row
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let columns: [Column; 9] = [
+        ("POD", |v| field(v, "pod")),
+        ("CONTAINER", |v| field(v, "name")),
+        ("KIND", |v| {
+            if v["init"].as_bool() == Some(true) {
+                "init".into()
+            } else {
+                field(v, "role")
+            }
+        }),
+        ("STATE", |v| field(v, "state")),
+        ("RESTARTS", |v| field(v, "restarts")),
+        ("EXIT", |v| field(v, "exit_code")),
+        ("REASON", |v| field(v, "reason")),
+        ("VERSION", |v| field(&v["plugin"], "version")),
+        ("REVISION", |v| field(&v["plugin"], "revision")),
+    ];
+    print(&Value::Array(rows), Format::Table, &columns);
+}
