@@ -189,6 +189,7 @@ async fn main() {
         database_url: None,
         public_url: Some("http://127.0.0.1:7070".into()),
         target: Some(TargetKind::Podman),
+        kubeconfig: None,
     };
     let (state, token) = kato_server::prepare(&config).await.unwrap();
     let b = Bench {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kato_build::{Resolver, ResolverConfig};
-use kato_runtime::{NoneRuntime, PodmanConfig, PodmanRuntime, Runtime};
+use kato_runtime::{KubernetesRuntime, NoneRuntime, PodmanConfig, PodmanRuntime, Runtime};
 use kato_store::{Backend, Store};
 
 pub use api::router;
@@ -34,6 +34,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Where components run; `None` picks podman when it is on `PATH`, else render only.
     pub target: Option<TargetKind>,
+    /// The kubeconfig of the `kubernetes` target; `None` reads `KUBECONFIG`, `~/.kube/config` or
+    /// the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// The target `kato serve` runs with: the one asked for, else podman when it is installed.
@@ -89,7 +92,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
-    let runtime = runtime(config)?;
+    let runtime = runtime(config).await?;
     let state = AppState {
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
@@ -103,7 +106,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
     Ok((state, token_path))
 }
 
-fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, StartError> {
+async fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, StartError> {
     let target = choose_target(config.target);
     match target {
         TargetKind::None => Ok(Arc::new(NoneRuntime)),
@@ -113,11 +116,19 @@ fn runtime(config: &Config) -> Result<Arc<dyn Runtime>, StartError> {
                 target,
                 message: format!("cannot write its containers.conf into the data dir: {e}"),
             }),
-        TargetKind::Kubernetes => Err(StartError::Target {
-            target,
-            message: "the kubernetes target is not wired into the server yet: use --target podman or --target none"
-                .to_owned(),
-        }),
+        TargetKind::Kubernetes => {
+            let failed = |e: kato_runtime::RuntimeError| StartError::Target {
+                target,
+                message: e.to_string(),
+            };
+            let kube = KubernetesRuntime::from_config(config.kubeconfig.clone())
+                .await
+                .map_err(failed)?;
+            // Refuse to start against a cluster that does not answer, rather than fail every deploy.
+            let version = kube.server_version().await.map_err(failed)?;
+            tracing::info!(%version, "the cluster answers");
+            Ok(Arc::new(kube))
+        }
     }
 }
 

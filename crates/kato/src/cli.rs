@@ -128,6 +128,9 @@ pub struct Serve {
     /// Where components run: podman when it is installed, else none (render only).
     #[arg(long, env = "KATO_TARGET", value_enum)]
     pub target: Option<TargetArg>,
+    /// The kubeconfig of the kubernetes target; else KUBECONFIG, ~/.kube/config or in-cluster.
+    #[arg(long, env = "KATO_KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -24,6 +24,7 @@ async fn start_on(target: kato_server::TargetKind) -> Env {
         database_url: None,
         public_url: None,
         target: Some(target),
+        kubeconfig: None,
     };
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

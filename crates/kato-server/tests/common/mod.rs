@@ -28,6 +28,7 @@ pub fn config(dir: &std::path::Path) -> Config {
         database_url: None,
         public_url: Some("http://kato.test:7070".into()),
         target: Some(kato_runtime::TargetKind::None),
+        kubeconfig: None,
     }
 }
 

@@ -56,6 +56,7 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
             crate::cli::TargetArg::Kubernetes => kato_server::TargetKind::Kubernetes,
             crate::cli::TargetArg::None => kato_server::TargetKind::None,
         }),
+        kubeconfig: s.kubeconfig,
     };
     kato_server::serve(config, shutdown_signal()).await?;
     Ok(())
