@@ -8,6 +8,7 @@
 //! query on a read connection that never waits for a writer.
 #![forbid(unsafe_code)]
 
+mod builds;
 mod codec;
 mod components;
 mod error;
@@ -18,8 +19,9 @@ mod store;
 mod teams;
 mod versions;
 
-use kato_model::{ComponentSpec, Installation, PluginSpec, TeamName, Version};
+use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version};
 
+pub use codec::now;
 pub use error::StoreError;
 pub use store::{Store, Tx};
 pub use versions::VersionKey;
@@ -65,6 +67,17 @@ pub struct VersionRecord {
     pub created_at: Timestamp,
     /// Set when the version reached a final status.
     pub finished_at: Option<Timestamp>,
+    /// What the image was made from, once the build knows.
+    pub provenance: Option<Provenance>,
+}
+
+/// One line of a build log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Numbers the version's lines from 1, in the order they were printed.
+    pub seq: i64,
+    pub at: Timestamp,
+    pub line: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 // First, so that its macros are in scope in the modules below.
 #[macro_use]
 mod support;
+mod builds;
 mod installs;
 mod rows;
 mod transactions;
 
+use builds::*;
 use installs::*;
 use kato_model::VersionStatus;
 use rows::*;
@@ -37,6 +39,9 @@ conformance! {
     concurrent_versions_get_distinct_numbers,
     reads_do_not_wait_for_writers,
     data_survives_reopening,
+    builds_are_claimed_once_and_held_by_a_lease,
+    a_lease_that_runs_out_is_reported,
+    provenance_and_logs_are_kept_with_the_version,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {
