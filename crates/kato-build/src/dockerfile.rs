@@ -105,7 +105,8 @@ impl Builder {
             None => None,
         };
         let digest = self.push(req, scratch.path(), log, cancel).await?;
-        let _ = self.podman().args(["rmi", "--force", &req.target]).output().await;
+        // Untag only: the image may be the cache of a build running beside this one.
+        let _ = self.podman().args(["untag", &req.target]).output().await;
         let reference = format!("{}@{digest}", strip_tag(&req.target));
         log.line(format!("pushed {reference}"));
         Ok(Built {

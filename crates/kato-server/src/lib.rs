@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod builds;
 pub mod cache;
 pub mod error;
 pub mod ops;
@@ -29,7 +30,13 @@ pub struct Config {
     pub database_url: Option<String>,
     /// The URL plug-in containers use to reach this server; derived from `listen` when absent.
     pub public_url: Option<String>,
+    /// The build queue and the platform registry.
+    pub builds: builds::BuildSettings,
 }
+
+/// The containers.conf Kato runs podman with (settings hosts without systemd or with cgroup v1
+/// need); written to the data dir so the binary works from anywhere.
+const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,7 +69,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
     let store = Store::open(&url).await?;
     let token_path = config.data_dir.join("admin.token");
     ensure_admin_token(&store, &token_path).await?;
-    let interrupted = ops::fail_interrupted_builds(&store).await?;
+    let interrupted = builds::fail_interrupted_builds(&store).await?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
@@ -73,7 +80,23 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
+    let containers_conf = match std::env::var_os("CONTAINERS_CONF") {
+        Some(c) => Some(PathBuf::from(c)),
+        None => {
+            let path = config.data_dir.join("containers.conf");
+            std::fs::write(&path, CONTAINERS_CONF).map_err(|source| StartError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            Some(path)
+        }
+    };
     let state = AppState {
+        builds: Arc::new(builds::Builds::new(
+            config.builds.clone(),
+            &config.data_dir,
+            containers_conf,
+        )),
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
         resolver: Resolver::new(ResolverConfig::default()),
@@ -104,7 +127,7 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -145,8 +168,13 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    axum::serve(listener, router(state))
+    let stop = kato_build::CancellationToken::new();
+    let worker = tokio::spawn(builds::run_worker(state.clone(), stop.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve);
+    stop.cancel();
+    let _ = worker.await;
+    served
 }

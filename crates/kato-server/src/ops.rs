@@ -11,8 +11,8 @@ use crate::auth::new_token;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub const DOCKERFILE_NOT_AVAILABLE: &str =
-    "Dockerfile builds are not available yet: give the plug-in an `image` source to create a version";
+pub const NO_PLATFORM_REGISTRY: &str = "Dockerfile builds need a platform registry to push to: start `kato serve` \
+     with --registry HOST[:PORT][/namespace], or install docker-registry so that Kato runs one on loopback";
 
 pub async fn require_team(tx: &mut Tx, team: &TeamName) -> ApiResult<()> {
     if tx.team_exists(team).await? {
@@ -336,17 +336,20 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
         .spec;
     let Source::Image(image) = &spec.source else {
         let v = tx.insert_version(team, plugin, &spec, VersionStatus::Queued).await?;
-        tx.finish_version(
-            team,
-            plugin,
-            v.number,
-            VersionStatus::Failed,
-            None,
-            Some(DOCKERFILE_NOT_AVAILABLE),
-        )
-        .await?;
+        if state.builds.settings.registry.is_none() {
+            tx.finish_version(
+                team,
+                plugin,
+                v.number,
+                VersionStatus::Failed,
+                None,
+                Some(NO_PLATFORM_REGISTRY),
+            )
+            .await?;
+        }
         let record = tx.get_version(team, plugin, v.number).await?;
         state.commit(tx).await?;
+        state.builds.wake();
         return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
     };
     let image = image.clone();
@@ -383,23 +386,31 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     record.ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 
-/// Versions a stopped server left `queued` or `building` are marked failed at start.
-pub async fn fail_interrupted_builds(store: &Store) -> Result<usize, kato_store::StoreError> {
-    let mut tx = store.begin().await?;
-    let stuck = tx.unfinished_versions().await?;
-    for (team, plugin, number) in &stuck {
-        tx.finish_version(
-            team,
-            plugin,
-            *number,
-            VersionStatus::Failed,
-            None,
-            Some("interrupted by a server restart: create a new version"),
-        )
-        .await?;
+/// Cancels a queued or running build: the version becomes `cancelled` at once, and the server
+/// running it stops the builder (this one now, another one when it next renews its claim).
+pub async fn cancel_version(
+    state: &AppState,
+    team: &TeamName,
+    plugin: &PluginName,
+    n: u32,
+) -> ApiResult<VersionRecord> {
+    let mut tx = state.begin().await?;
+    let v = tx
+        .get_version(team, plugin, n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plug-in `{plugin}` has no version {n}")))?;
+    if v.version.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "version {n} of plug-in `{plugin}` already {}: only a queued or building version can be cancelled",
+            v.version.status.as_str()
+        )));
     }
-    tx.commit().await?;
-    Ok(stuck.len())
+    tx.finish_version(team, plugin, n, VersionStatus::Cancelled, None, Some("cancelled"))
+        .await?;
+    let record = tx.get_version(team, plugin, n).await?;
+    state.commit(tx).await?;
+    state.builds.cancel_local(&(team.clone(), plugin.clone(), n));
+    record.ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 
 /// Whether a plug-in's draft differs from what its newest version froze.

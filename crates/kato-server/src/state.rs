@@ -12,6 +12,8 @@ pub struct AppState {
     pub cache: Cache,
     /// The base URL plug-ins use to reach the discovery API.
     pub discovery_base_url: String,
+    /// The build queue.
+    pub builds: std::sync::Arc<crate::builds::Builds>,
 }
 
 impl AppState {

@@ -10,6 +10,8 @@ use crate::cli::Global;
 
 pub struct Client {
     http: reqwest::Client,
+    /// For streams that stay open as long as a build runs: no overall timeout.
+    streaming: reqwest::Client,
     base: String,
     token: String,
 }
@@ -30,8 +32,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build the HTTP client")?;
         Ok(Client {
             http,
+            streaming,
             base: format!("{}/api/v1", g.server.trim_end_matches('/')),
             token,
         })
@@ -49,10 +56,35 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Copies a streamed text answer (a followed log) to stdout as it arrives.
+    pub async fn follow(&self, path: &str) -> Result<()> {
+        use std::io::Write;
+        let res = self.send(&self.streaming, Method::GET, path, None).await?;
+        let mut res = check(res).await?;
+        let mut out = std::io::stdout();
+        while let Some(chunk) = res.chunk().await.context("the log stream broke off")? {
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// The body as text, for non-JSON answers (manifests).
     pub async fn raw(&self, method: Method, path: &str, body: Option<&Value>) -> Result<String> {
+        let res = self.send(&self.http, method, path, body).await?;
+        let res = check(res).await?;
+        res.text().await.context("cannot read the server's answer")
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut req = http.request(method, &url).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -63,15 +95,20 @@ impl Client {
                 anyhow!("request to {url} failed: {e}")
             }
         })?;
-        let status = res.status();
-        let text = res.text().await.context("cannot read the server's answer")?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("{message} ({status})");
-        }
-        Ok(text)
+        Ok(res)
     }
+}
+
+/// The answer, or its error message as an error.
+async fn check(res: reqwest::Response) -> Result<reqwest::Response> {
+    let status = res.status();
+    if status.is_success() {
+        return Ok(res);
+    }
+    let text = res.text().await.context("cannot read the server's answer")?;
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    bail!("{message} ({status})")
 }

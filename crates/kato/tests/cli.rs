@@ -19,6 +19,7 @@ async fn start() -> Env {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: None,
         public_url: None,
+        builds: Default::default(),
     };
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,5 +1,6 @@
 //! The HTTP surface: `/api/v1` resources, health, metrics and the OpenAPI document.
 
+mod builds;
 mod components;
 mod meta;
 mod plugins;
@@ -21,6 +22,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .merge(teams::routes())
         .merge(plugins::routes())
+        .merge(builds::routes())
         .merge(components::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));
     Router::new()

@@ -41,11 +41,27 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
         .init();
+    let registry = match &s.registry {
+        Some(r) => {
+            let mut r: kato_server::builds::PlatformRegistry = r.parse()?;
+            r.username = s.registry_username.clone();
+            r.password = s.registry_password.clone();
+            Some(r)
+        }
+        None => None,
+    };
     let config = kato_server::Config {
         data_dir: g.data_dir.clone(),
         listen: s.listen,
         database_url: s.database_url,
         public_url: s.public_url,
+        builds: kato_server::builds::BuildSettings {
+            concurrency: usize::from(s.build_concurrency),
+            timeout: s.build_timeout,
+            lease: s.build_lease,
+            registry,
+            ..Default::default()
+        },
     };
     kato_server::serve(config, shutdown_signal()).await?;
     Ok(())

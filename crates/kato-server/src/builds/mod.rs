@@ -1,0 +1,152 @@
+//! The build queue: Dockerfile versions are queued in the store and run by a worker in every
+//! server, with bounded concurrency, a per-build timeout, cancel, and leases so that a server
+//! that dies mid-build never leaves a version `building` for ever.
+
+mod log;
+mod platform;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kato_build::{Builder, CancellationToken};
+use kato_store::VersionKey;
+use tokio::sync::Notify;
+
+pub use platform::{PlatformRegistry, RegistryParseError};
+pub use worker::{fail_interrupted_builds, run_worker};
+
+/// How builds run; `kato serve` flags.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// Builds running at once in this server.
+    pub concurrency: usize,
+    /// A build still running after this is stopped and fails.
+    pub timeout: Duration,
+    /// How long a claim on a build holds without renewal (renewed every third of it).
+    pub lease: Duration,
+    /// Where built images are pushed and image sources copied; Dockerfile builds need one.
+    pub registry: Option<PlatformRegistry>,
+    /// The builder program.
+    pub builder: String,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            timeout: Duration::from_secs(15 * 60),
+            lease: Duration::from_secs(30),
+            registry: None,
+            builder: "podman".into(),
+        }
+    }
+}
+
+/// Why a running build's token was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Cancelled,
+    Shutdown,
+}
+
+struct Running {
+    token: CancellationToken,
+    reason: Option<StopReason>,
+}
+
+/// The build queue's shared half: what handlers use to wake the worker and cancel builds.
+pub struct Builds {
+    pub settings: BuildSettings,
+    builder: Builder,
+    /// Names this server in the leases it holds.
+    owner: String,
+    wake: Notify,
+    running: Mutex<HashMap<VersionKey, Running>>,
+    /// Secrets that must never reach a stored log line.
+    secrets: Vec<String>,
+    /// Builds started since the server started (for metrics and tests).
+    pub peak_running: std::sync::atomic::AtomicUsize,
+}
+
+impl Builds {
+    pub fn new(settings: BuildSettings, data_dir: &std::path::Path, containers_conf: Option<PathBuf>) -> Self {
+        let authfile = settings
+            .registry
+            .as_ref()
+            .and_then(|r| r.write_authfile(data_dir).ok().flatten());
+        let secrets = settings
+            .registry
+            .as_ref()
+            .and_then(|r| r.password.clone())
+            .into_iter()
+            .collect();
+        let builder = Builder::new(kato_build::BuilderConfig {
+            work_dir: data_dir.join("builds"),
+            containers_conf,
+            authfile,
+            program: settings.builder.clone(),
+        });
+        Self {
+            settings,
+            builder,
+            owner: format!(
+                "{}-{}",
+                std::process::id(),
+                crate::auth::new_token().get(..12).unwrap_or("x")
+            ),
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            secrets,
+            peak_running: Default::default(),
+        }
+    }
+
+    /// A version was queued: let the worker look.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the build if this server runs it; true if it did.
+    pub fn cancel_local(&self, key: &VersionKey) -> bool {
+        self.stop(key, StopReason::Cancelled)
+    }
+
+    fn stop(&self, key: &VersionKey, reason: StopReason) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        match running.get_mut(key) {
+            Some(r) => {
+                r.reason.get_or_insert(reason);
+                r.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many builds this server runs now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// `registry[/namespace]/team/plugin:vN`: where a version's image is pushed.
+    pub fn target(&self, key: &VersionKey) -> Option<String> {
+        let r = self.settings.registry.as_ref()?;
+        let (team, plugin, n) = key;
+        Some(format!("{}/{team}/{plugin}:v{n}", r.prefix()))
+    }
+
+    fn redact(&self, line: &str) -> String {
+        let mut out = line.to_owned();
+        for s in &self.secrets {
+            if !s.is_empty() {
+                out = out.replace(s.as_str(), "********");
+            }
+        }
+        out
+    }
+}
+
+pub type SharedBuilds = Arc<Builds>;
