@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod build_error;
+mod copy;
 mod dockerfile;
 mod error;
 mod process;
@@ -18,6 +19,7 @@ mod registry;
 mod resolve;
 
 pub use build_error::BuildError;
+pub use copy::Copied;
 pub use dockerfile::{BuildRequest, Builder, BuilderConfig, Built, final_base};
 pub use error::ResolveError;
 pub use process::BuildLog;

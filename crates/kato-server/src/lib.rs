@@ -99,7 +99,21 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         )),
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
-        resolver: Resolver::new(ResolverConfig::default()),
+        resolver: Resolver::new(ResolverConfig {
+            credentials: config
+                .builds
+                .registry
+                .iter()
+                .filter_map(|r| {
+                    Some(kato_build::RegistryCredential {
+                        registry: r.host.clone(),
+                        username: r.username.clone()?,
+                        password: r.password.clone()?,
+                    })
+                })
+                .collect(),
+            ..ResolverConfig::default()
+        }),
         discovery_base_url: public.trim_end_matches('/').to_owned(),
     };
     Ok((Arc::new(state), token_path))

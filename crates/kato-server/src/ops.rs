@@ -2,8 +2,8 @@
 //! caller's transaction, so a rejected request changes nothing.
 
 use kato_model::{
-    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Source,
-    TeamName, Version, VersionStatus,
+    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Provenance,
+    Source, TeamName, Version, VersionStatus,
 };
 use kato_store::{InstallationRecord, Store, Tx, VersionRecord};
 
@@ -324,7 +324,8 @@ pub async fn delete_plugin(tx: &mut Tx, team: &TeamName, name: &PluginName, forc
 }
 
 /// Snapshots the draft into a new version and builds it: an image source is resolved in its
-/// registry and pinned by digest. The version row is written first (status `building`) so a
+/// registry and pinned by digest (copied into the platform registry when there is one); a
+/// Dockerfile source is queued for the build worker. The version row is written first (status `building`) so a
 /// crash mid-resolution leaves a trace that the next start marks failed.
 pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginName) -> ApiResult<VersionRecord> {
     let mut tx = state.begin().await?;
@@ -355,19 +356,32 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     let image = image.clone();
     let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
     state.commit(tx).await?;
-    let outcome = state.resolver.resolve(&image).await;
+    let key = (team.clone(), plugin.clone(), v.number);
+    // With a platform registry, running components pull only from it: copy the image there.
+    let outcome = match state.builds.target(&key) {
+        Some(dest) => state.resolver.copy(&image, &dest).await.map(|c| {
+            let provenance = Provenance {
+                source_image: Some(c.source.reference),
+                digest: Some(c.pinned.digest.clone()),
+                ..Provenance::default()
+            };
+            (c.pinned.reference, provenance)
+        }),
+        None => state.resolver.resolve(&image).await.map(|p| {
+            let provenance = Provenance {
+                source_image: Some(p.reference.clone()),
+                digest: Some(p.digest),
+                ..Provenance::default()
+            };
+            (p.reference, provenance)
+        }),
+    };
     let mut tx = state.begin().await?;
     match &outcome {
-        Ok(pinned) => {
-            tx.finish_version(
-                team,
-                plugin,
-                v.number,
-                VersionStatus::Succeeded,
-                Some(&pinned.reference),
-                None,
-            )
-            .await?
+        Ok((reference, provenance)) => {
+            tx.set_provenance(&key, provenance).await?;
+            tx.finish_version(team, plugin, v.number, VersionStatus::Succeeded, Some(reference), None)
+                .await?
         }
         Err(e) => {
             tx.finish_version(

@@ -204,3 +204,69 @@ async fn queued_builds_never_exceed_the_concurrency_limit() {
     let peak = s.state.builds.peak_running.load(std::sync::atomic::Ordering::Relaxed);
     assert!((1..=2).contains(&peak), "at most 2 builds ran at once, saw {peak}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_source_is_copied_into_the_platform_registry_and_its_loss_is_reported() {
+    let s = Server::start_building(|_| {}).await;
+    s.team("demo").await;
+    let vendor = kato_testkit::TestRegistry::start().await;
+    let pushed = vendor.push_image("vendor/agent", "2").await;
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins",
+        Some(json!({"name": "agent", "kind": "general", "source": {"image": pushed.image.as_str()}})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let v = new_version(&s, "agent").await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let copy = format!("{}/platform/demo/agent@{}", s.registry.host(), pushed.digest);
+    assert_eq!(v["image"], copy);
+    assert_eq!(v["provenance"]["source_image"], pushed.pinned());
+    assert_eq!(v["provenance"]["digest"], pushed.digest);
+    assert_eq!(
+        s.registry.registry_digest("platform/demo/agent", "v1").await.as_deref(),
+        Some(pushed.digest.as_str())
+    );
+    let v = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/agent/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert!(v.get("image_missing").is_none(), "{v}");
+
+    s.registry.delete_manifest("platform/demo/agent", &pushed.digest).await;
+    let v = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/agent/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v["image_missing"], true, "{v}");
+    assert!(
+        v["image_error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in the platform registry"),
+        "{v}"
+    );
+    s.ok(
+        Method::POST,
+        "/teams/demo/components",
+        Some(json!({"name": "web", "image": "nginx"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let (status, e) = s
+        .call(Method::PUT, "/teams/demo/components/web/plugins/agent", Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e.to_string().contains("no longer in the platform registry"), "{e}");
+    let (_, list) = s.call(Method::GET, "/teams/demo/components/web/plugins", None).await;
+    assert_eq!(list, json!([]), "a refused install changes nothing");
+}

@@ -138,6 +138,20 @@ impl Builds {
         Some(format!("{}/{team}/{plugin}:v{n}", r.prefix()))
     }
 
+    /// Why a version's pinned image is gone from the platform registry, if it is (images
+    /// elsewhere are not checked: their registries may be slow or far).
+    pub async fn image_gone(&self, resolver: &kato_build::Resolver, image: Option<&str>) -> Option<String> {
+        let prefix = format!("{}/", self.settings.registry.as_ref()?.prefix());
+        let image = image.filter(|i| i.starts_with(&prefix))?;
+        let parsed: kato_model::ImageRef = image.parse().ok()?;
+        match resolver.resolve(&parsed).await {
+            Err(kato_build::ResolveError::NotFound { .. }) => Some(format!(
+                "image `{image}` is no longer in the platform registry: create a new version of the plug-in"
+            )),
+            _ => None,
+        }
+    }
+
     fn redact(&self, line: &str) -> String {
         let mut out = line.to_owned();
         for s in &self.secrets {
