@@ -50,6 +50,10 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    LocalRegistry(#[from] builds::local_registry::LocalRegistryError),
+    #[error("--local-registry {0}: the local registry listens on a loopback address only (or give --registry)")]
+    LocalRegistryNotLoopback(SocketAddr),
 }
 
 pub fn sqlite_url(data_dir: &Path) -> String {
@@ -156,9 +160,32 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
 
 /// Runs the server until `shutdown` resolves.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let mut _local_registry = None;
+    if config.builds.registry.is_none()
+        && let Some(addr) = config.builds.local_registry
+    {
+        if !addr.ip().is_loopback() {
+            return Err(StartError::LocalRegistryNotLoopback(addr));
+        }
+        match builds::local_registry::start(&config.data_dir, addr).await? {
+            Some(r) => {
+                println!("platform registry: {addr} (local, storage in the data dir)");
+                config.builds.registry = Some(builds::PlatformRegistry {
+                    host: addr.to_string(),
+                    namespace: None,
+                    username: None,
+                    password: None,
+                });
+                _local_registry = Some(r);
+            }
+            None => tracing::warn!(
+                "no platform registry: Dockerfile builds are off (give --registry, or install docker-registry)"
+            ),
+        }
+    }
     let (state, token_path) = prepare(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

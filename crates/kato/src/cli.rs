@@ -102,6 +102,10 @@ pub struct Serve {
         requires = "registry_username"
     )]
     pub registry_password: Option<String>,
+    /// Without --registry: run Debian's docker-registry on this loopback address as the
+    /// platform registry, storing in the data dir (`off`: no registry, no Dockerfile builds).
+    #[arg(long, env = "KATO_LOCAL_REGISTRY", default_value = "127.0.0.1:7071")]
+    pub local_registry: String,
     /// Builds this server runs at once.
     #[arg(long, env = "KATO_BUILD_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub build_concurrency: u16,

@@ -39,8 +39,11 @@ fn serve(data_dir: &Path, registry: &str, extra: &[&str]) -> Serve {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
-        .arg("--registry")
-        .arg(registry)
+        .args(if registry.is_empty() {
+            vec![]
+        } else {
+            vec!["--registry", registry]
+        })
         .args(extra)
         .env_remove("KATO_DATABASE_URL")
         .env_remove("CONTAINERS_CONF")
@@ -290,5 +293,35 @@ async fn two_servers_on_one_postgresql_share_the_queue_and_reap_a_dead_ones_buil
     assert!(
         v["error"].as_str().unwrap().contains("its claim on the build ran out"),
         "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_registry_the_server_runs_a_local_one_in_its_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = serve(dir.path(), "", &["--local-registry", &addr]);
+    let cli = Cli {
+        server: server.url.clone(),
+        data_dir: dir.path().to_owned(),
+    };
+    cli.ok(&["team", "create", "demo"]);
+    let r = repo("RUN echo local\n");
+    cli.ok(&["plugin", "create", "local", "--kind", "general", "--repo", &r.url()]);
+    let out = cli.run(&["plugin", "build", "local", "--follow"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = cli.version("local", 1);
+    assert!(
+        v["image"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{addr}/demo/local@sha256:")),
+        "{v}"
+    );
+    assert!(
+        dir.path()
+            .join("registry/storage/docker/registry/v2/repositories/demo/local")
+            .is_dir(),
+        "the image is stored in the data dir"
     );
 }

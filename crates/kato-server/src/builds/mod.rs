@@ -2,6 +2,7 @@
 //! server, with bounded concurrency, a per-build timeout, cancel, and leases so that a server
 //! that dies mid-build never leaves a version `building` for ever.
 
+pub mod local_registry;
 mod log;
 mod platform;
 mod worker;
@@ -31,6 +32,9 @@ pub struct BuildSettings {
     pub registry: Option<PlatformRegistry>,
     /// The builder program.
     pub builder: String,
+    /// With no `registry`, run `docker-registry` on this loopback address as the platform
+    /// registry (when it is installed).
+    pub local_registry: Option<std::net::SocketAddr>,
 }
 
 impl Default for BuildSettings {
@@ -41,6 +45,7 @@ impl Default for BuildSettings {
             lease: Duration::from_secs(30),
             registry: None,
             builder: "podman".into(),
+            local_registry: None,
         }
     }
 }

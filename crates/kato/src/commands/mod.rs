@@ -60,6 +60,12 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
             timeout: s.build_timeout,
             lease: s.build_lease,
             registry,
+            local_registry: match s.local_registry.as_str() {
+                "off" => None,
+                a => Some(a.parse().map_err(|_| {
+                    anyhow::anyhow!("--local-registry `{a}`: give a loopback address such as 127.0.0.1:7071, or `off`")
+                })?),
+            },
             ..Default::default()
         },
     };
