@@ -31,8 +31,11 @@ pub struct BuildRequest {
     pub source: DockerfileSource,
     /// Where the image goes: `registry[/namespace]/repository:tag`.
     pub target: String,
-    /// Extra environment for git (e.g. an askpass helper for a private repo).
+    /// Extra environment for git.
     pub git_env: Vec<(String, String)>,
+    /// Credentials for registries (base images, the push) and git hosts (https repos), by host.
+    /// They reach the tools through a private auth file and the environment, never the argv.
+    pub credentials: Vec<crate::RegistryCredential>,
 }
 
 /// What a successful build made, and from what.
@@ -79,6 +82,7 @@ impl Builder {
             .map_err(|e| BuildError::Tool(format!("cannot create a build directory: {e}")))?;
         let repo_dir = scratch.path().join("repo");
         let src = &req.source;
+        let authfile = write_authfile(scratch.path(), &req.credentials)?.or_else(|| self.cfg.authfile.clone());
         let commit = self.checkout(req, &repo_dir, log, cancel).await?;
         let dockerfile = repo_dir.join(&src.path);
         if !dockerfile.is_file() {
@@ -99,12 +103,13 @@ impl Builder {
             });
         }
         let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
-        self.podman_build(req, &dockerfile, &context, log, cancel).await?;
+        self.podman_build(req, &dockerfile, &context, authfile.as_deref(), log, cancel)
+            .await?;
         let base_image_digest = match &base_image {
             Some(b) => self.image_digest(b).await,
             None => None,
         };
-        let digest = self.push(req, scratch.path(), log, cancel).await?;
+        let digest = self.push(req, scratch.path(), authfile.as_deref(), log, cancel).await?;
         // Untag only: the image may be the cache of a build running beside this one.
         let _ = self.podman().args(["untag", &req.target]).output().await;
         let reference = format!("{}@{digest}", strip_tag(&req.target));
@@ -194,6 +199,7 @@ impl Builder {
         req: &BuildRequest,
         dockerfile: &Path,
         context: &Path,
+        authfile: Option<&Path>,
         log: &BuildLog,
         cancel: &CancellationToken,
     ) -> Result<(), BuildError> {
@@ -207,7 +213,7 @@ impl Builder {
         if self.insecure(&req.target) {
             cmd.arg("--tls-verify=false");
         }
-        if let Some(a) = &self.cfg.authfile {
+        if let Some(a) = authfile {
             cmd.arg("--authfile").arg(a);
         }
         for (k, v) in &req.source.build_args {
@@ -230,6 +236,7 @@ impl Builder {
         &self,
         req: &BuildRequest,
         scratch: &Path,
+        authfile: Option<&Path>,
         log: &BuildLog,
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
@@ -243,7 +250,7 @@ impl Builder {
         if self.insecure(&req.target) {
             cmd.arg("--tls-verify=false");
         }
-        if let Some(a) = &self.cfg.authfile {
+        if let Some(a) = authfile {
             cmd.arg("--authfile").arg(a);
         }
         cmd.arg(&req.target).arg(format!("docker://{}", req.target));
@@ -294,9 +301,56 @@ impl Builder {
                 "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
             )
             .envs(req.git_env.iter().map(|(k, v)| (k, v)))
+            .envs(git_credentials(&req.source.repo, &req.credentials))
             .kill_on_drop(true);
         cmd
     }
+}
+
+/// A podman auth file (mode 0600) in the build's scratch dir, when there are credentials.
+fn write_authfile(dir: &Path, credentials: &[crate::RegistryCredential]) -> Result<Option<PathBuf>, BuildError> {
+    if credentials.is_empty() {
+        return Ok(None);
+    }
+    let mut auths = serde_json::Map::new();
+    for c in credentials {
+        let token = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", c.username, c.password),
+        );
+        auths.insert(c.registry.clone(), serde_json::json!({ "auth": token }));
+    }
+    let path = dir.join("auth.json");
+    let text = serde_json::json!({ "auths": auths }).to_string();
+    let mut options = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(options.write(true).create_new(true), 0o600);
+    let written = options
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    written.map_err(|e| BuildError::Tool(format!("cannot write the build's auth file: {e}")))?;
+    Ok(Some(path))
+}
+
+/// Git configuration through the environment (not the argv, not the log) that sends the
+/// credential for an https repo's host.
+fn git_credentials(repo: &str, credentials: &[crate::RegistryCredential]) -> Vec<(String, String)> {
+    let Some(rest) = repo.strip_prefix("https://") else {
+        return Vec::new();
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let Some(c) = credentials.iter().find(|c| c.registry == host) else {
+        return Vec::new();
+    };
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", c.username, c.password),
+    );
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), format!("http.https://{host}/.extraHeader")),
+        ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {token}")),
+    ]
 }
 
 async fn run_tool(cmd: Command, log: &BuildLog, cancel: &CancellationToken) -> Result<Finished, BuildError> {

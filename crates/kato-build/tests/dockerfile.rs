@@ -38,6 +38,7 @@ async fn build(source: DockerfileSource, target: String, cancel: CancellationTok
         source,
         target,
         git_env: vec![],
+        credentials: vec![],
     };
     let outcome = tokio::time::timeout(
         Duration::from_secs(300),
@@ -202,6 +203,7 @@ async fn cancel_stops_the_builder_and_its_children() {
         source: source(&repo, None),
         target: format!("{}/team/slow:v1", registry.host()),
         git_env: vec![],
+        credentials: vec![],
     };
     let task = tokio::spawn(async move { b.build(&req, &BuildLog::new(tx), &cancel).await });
     // Cancel once the RUN step is running.

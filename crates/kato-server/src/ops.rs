@@ -357,9 +357,22 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
     state.commit(tx).await?;
     let key = (team.clone(), plugin.clone(), v.number);
+    // The team's credentials for the image's registry need a resolver of their own.
+    let credentials = state.builds.credentials_for(&state.store, team).await?;
+    let registry = image.reference().registry().to_owned();
+    let own;
+    let resolver = if credentials.iter().any(|c| c.registry == registry) {
+        own = kato_build::Resolver::new(kato_build::ResolverConfig {
+            credentials,
+            ..kato_build::ResolverConfig::default()
+        });
+        &own
+    } else {
+        &state.resolver
+    };
     // With a platform registry, running components pull only from it: copy the image there.
     let outcome = match state.builds.target(&key) {
-        Some(dest) => state.resolver.copy(&image, &dest).await.map(|c| {
+        Some(dest) => resolver.copy(&image, &dest).await.map(|c| {
             let provenance = Provenance {
                 source_image: Some(c.source.reference),
                 digest: Some(c.pinned.digest.clone()),
@@ -367,7 +380,7 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
             };
             (c.pinned.reference, provenance)
         }),
-        None => state.resolver.resolve(&image).await.map(|p| {
+        None => resolver.resolve(&image).await.map(|p| {
             let provenance = Provenance {
                 source_image: Some(p.reference.clone()),
                 digest: Some(p.digest),

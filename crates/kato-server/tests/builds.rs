@@ -270,3 +270,69 @@ async fn an_image_source_is_copied_into_the_platform_registry_and_its_loss_is_re
     let (_, list) = s.call(Method::GET, "/teams/demo/components/web/plugins", None).await;
     assert_eq!(list, json!([]), "a refused install changes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_base_images_need_the_teams_credential_which_never_shows() {
+    let s = Server::start_building(|_| {}).await;
+    s.team("demo").await;
+    let private = kato_testkit::TestRegistry::start_with_auth("puller", "right-pass-123").await;
+    let base = format!("{}/base/busybox:1", private.host());
+    let pushed = std::process::Command::new("podman")
+        .env("CONTAINERS_CONF", kato_testkit::containers_conf())
+        .args([
+            "push",
+            "--quiet",
+            "--tls-verify=false",
+            "--creds",
+            "puller:right-pass-123",
+            base_image(),
+        ])
+        .arg(format!("docker://{base}"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let repo = GitRepo::new();
+    repo.write("Dockerfile", &format!("FROM {base}\nRUN echo private-base\n"));
+    repo.commit("private base");
+    plugin_from(&s, "private", &repo).await;
+
+    let wrong = "wrong-pass-456";
+    let c = s
+        .ok(
+            Method::POST,
+            "/teams/demo/credentials",
+            Some(json!({"host": private.host(), "username": "puller", "password": wrong})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        c,
+        json!({"host": private.host(), "username": "puller", "created_at": c["created_at"]})
+    );
+    new_version(&s, "private").await;
+    let v = s.finished_version("demo", "private", 1).await;
+    assert_eq!(v["status"], "failed", "{v}");
+    let stored = log(&s, "private", 1, false).await;
+    let listed = s.ok(Method::GET, "/teams/demo/credentials", None, StatusCode::OK).await;
+    for text in [v.to_string(), stored.clone(), listed.to_string()] {
+        assert!(!text.contains(wrong), "the password never shows: {text}");
+        assert!(
+            !text.contains("cHVsbGVyOndyb25nLXBhc3MtNDU2"),
+            "nor its basic-auth token: {text}"
+        );
+    }
+    assert!(stored.contains("failed: build step failed"), "{stored}");
+
+    s.ok(
+        Method::POST,
+        "/teams/demo/credentials",
+        Some(json!({"host": private.host(), "username": "puller", "password": "right-pass-123"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    new_version(&s, "private").await;
+    let v = s.finished_version("demo", "private", 2).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(v["provenance"]["base_image"], base);
+    assert!(!log(&s, "private", 2, false).await.contains("right-pass-123"));
+}

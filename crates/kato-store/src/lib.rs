@@ -11,6 +11,7 @@
 mod builds;
 mod codec;
 mod components;
+mod credentials;
 mod error;
 mod installations;
 mod plugins;
@@ -22,6 +23,7 @@ mod versions;
 use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version};
 
 pub use codec::now;
+pub use credentials::{CredentialRecord, Secret};
 pub use error::StoreError;
 pub use store::{Store, Tx};
 pub use versions::VersionKey;

@@ -2,6 +2,7 @@
 
 mod builds;
 mod components;
+mod credentials;
 mod meta;
 mod plugins;
 mod teams;
@@ -23,6 +24,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(teams::routes())
         .merge(plugins::routes())
         .merge(builds::routes())
+        .merge(credentials::routes())
         .merge(components::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));
     Router::new()

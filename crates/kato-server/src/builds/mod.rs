@@ -157,6 +157,35 @@ impl Builds {
         }
     }
 
+    /// The team's credentials and the platform registry's, for a build or a copy.
+    pub async fn credentials_for(
+        &self,
+        store: &kato_store::Store,
+        team: &kato_model::TeamName,
+    ) -> Result<Vec<kato_build::RegistryCredential>, kato_store::StoreError> {
+        let mut out: Vec<kato_build::RegistryCredential> = store
+            .credential_secrets(team)
+            .await?
+            .into_iter()
+            .map(|s| kato_build::RegistryCredential {
+                registry: s.host,
+                username: s.username,
+                password: s.password,
+            })
+            .collect();
+        if let Some(r) = &self.settings.registry
+            && let (Some(u), Some(p)) = (&r.username, &r.password)
+        {
+            out.retain(|c| c.registry != r.host);
+            out.push(kato_build::RegistryCredential {
+                registry: r.host.clone(),
+                username: u.clone(),
+                password: p.clone(),
+            });
+        }
+        Ok(out)
+    }
+
     fn redact(&self, line: &str) -> String {
         let mut out = line.to_owned();
         for s in &self.secrets {
@@ -169,3 +198,26 @@ impl Builds {
 }
 
 pub type SharedBuilds = Arc<Builds>;
+
+/// The forms a password may take in tool output: as given, and inside a basic-auth token.
+pub(crate) fn secret_forms(credentials: &[kato_build::RegistryCredential]) -> Vec<String> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    for c in credentials {
+        if c.password.is_empty() {
+            continue;
+        }
+        out.push(c.password.clone());
+        out.push(base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password)));
+    }
+    out
+}
+
+/// `line` with every secret replaced.
+pub(crate) fn scrub(line: &str, secrets: &[String]) -> String {
+    let mut out = line.to_owned();
+    for s in secrets {
+        out = out.replace(s.as_str(), "********");
+    }
+    out
+}

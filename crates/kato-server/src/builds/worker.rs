@@ -162,12 +162,17 @@ async fn execute(state: &Arc<AppState>, key: &VersionKey, token: &CancellationTo
     let Some(target) = builds.target(key) else {
         return Err(BuildError::Tool(crate::ops::NO_PLATFORM_REGISTRY.into()));
     };
+    let credentials = builds
+        .credentials_for(&state.store, team)
+        .await
+        .map_err(|e| BuildError::Tool(e.to_string()))?;
+    let secrets = super::secret_forms(&credentials);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let redactor = state.clone();
     let writer = tokio::spawn(super::log::write_log(
         state.store.clone(),
         key.clone(),
-        move |l| redactor.builds.redact(l),
+        move |l| super::scrub(&redactor.builds.redact(l), &secrets),
         rx,
     ));
     let log = BuildLog::new(tx);
@@ -180,6 +185,7 @@ async fn execute(state: &Arc<AppState>, key: &VersionKey, token: &CancellationTo
         source,
         target,
         git_env: vec![],
+        credentials,
     };
     let timeout = builds.settings.timeout;
     let outcome = match tokio::time::timeout(timeout, builds.builder.build(&req, &log, token)).await {
@@ -264,7 +270,11 @@ async fn record(
             tx.finish_version(team, plugin, *n, st, None, Some(why)).await
         }
         Err(e) => {
-            let message = state.builds.redact(&e.to_string());
+            let team_secrets = match state.builds.credentials_for(&state.store, team).await {
+                Ok(c) => super::secret_forms(&c),
+                Err(_) => Vec::new(),
+            };
+            let message = super::scrub(&state.builds.redact(&e.to_string()), &team_secrets);
             tx.finish_version(team, plugin, *n, VersionStatus::Failed, None, Some(&message))
                 .await
         }

@@ -19,3 +19,14 @@ CREATE TABLE build_logs (
     PRIMARY KEY (team, plugin, number, seq),
     FOREIGN KEY (team, plugin, number) REFERENCES versions (team, plugin, number) ON DELETE CASCADE
 );
+
+-- Credentials a team gives for its private registries and git hosts. The password is only read
+-- by builds and never answered by the API.
+CREATE TABLE credentials (
+    team        TEXT NOT NULL REFERENCES teams (name),
+    host        TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    password    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (team, host)
+);

@@ -119,3 +119,34 @@ pub async fn provenance_and_logs_are_kept_with_the_version(db: Db) {
     assert_eq!(store.build_log(&t, &p, 1, 0).await.unwrap(), vec![]);
     assert_eq!(store.build_log(&t, &p, 2, 0).await.unwrap().len(), 1);
 }
+
+pub async fn credentials_are_kept_per_team_and_listed_without_passwords(db: Db) {
+    let store = &db.store;
+    let (a, b) = (team("a"), team("b"));
+    let mut tx = store.begin().await.unwrap();
+    tx.create_team(&a).await.unwrap();
+    tx.create_team(&b).await.unwrap();
+    tx.put_credential(&a, "registry.example.com", "bot", "pw-1")
+        .await
+        .unwrap();
+    tx.put_credential(&a, "git.example.com", "ci", "pw-2").await.unwrap();
+    tx.put_credential(&a, "registry.example.com", "bot2", "pw-3")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let listed = store.list_credentials(&a).await.unwrap();
+    let hosts: Vec<_> = listed.iter().map(|c| (c.host.as_str(), c.username.as_str())).collect();
+    assert_eq!(hosts, [("git.example.com", "ci"), ("registry.example.com", "bot2")]);
+    assert_eq!(store.list_credentials(&b).await.unwrap(), vec![]);
+    let secrets = store.credential_secrets(&a).await.unwrap();
+    assert_eq!(
+        secrets[1].password, "pw-3",
+        "a replaced credential has the new password"
+    );
+    assert!(!format!("{secrets:?}").contains("pw-"), "Debug hides passwords");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_credential(&a, "git.example.com").await.unwrap());
+    assert!(!tx.delete_credential(&a, "git.example.com").await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.list_credentials(&a).await.unwrap().len(), 1);
+}

@@ -42,6 +42,7 @@ conformance! {
     builds_are_claimed_once_and_held_by_a_lease,
     a_lease_that_runs_out_is_reported,
     provenance_and_logs_are_kept_with_the_version,
+    credentials_are_kept_per_team_and_listed_without_passwords,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {
