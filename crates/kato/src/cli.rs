@@ -57,6 +57,9 @@ pub enum Command {
     /// Plug-ins and their versions.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// The team's credentials for private registries and git hosts.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
     /// Components (applications).
     #[command(subcommand)]
     Component(ComponentCmd),
@@ -143,6 +146,23 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub enum TeamCmd {
     Create { name: String },
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialCmd {
+    /// Set the credential for a registry or git host (the password is read from
+    /// KATO_CREDENTIAL_PASSWORD, or from stdin).
+    Set {
+        /// As in image references (`registry.example.com:5000`) or git URLs.
+        host: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// List hosts and users (passwords are never shown).
+    List,
+    Delete {
+        host: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

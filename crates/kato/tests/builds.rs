@@ -325,3 +325,35 @@ async fn without_a_registry_the_server_runs_a_local_one_in_its_data_dir() {
         "the image is stored in the data dir"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_set_from_the_command_line_and_never_printed() {
+    let registry = TestRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), registry.host(), &[]);
+    let cli = Cli {
+        server: server.url.clone(),
+        data_dir: dir.path().to_owned(),
+    };
+    cli.ok(&["team", "create", "demo"]);
+    let mut set = Command::new(env!("CARGO_BIN_EXE_kato"))
+        .args(["credential", "set", "registry.example.com", "--username", "bot"])
+        .env_remove("KATO_TOKEN")
+        .env_remove("KATO_CREDENTIAL_PASSWORD")
+        .env("KATO_SERVER", &cli.server)
+        .env("KATO_DATA_DIR", &cli.data_dir)
+        .env("KATO_TEAM", "demo")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    set.stdin.take().unwrap().write_all(b"cli-secret-789\n").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let listed = cli.ok(&["credential", "list", "-o", "json"]);
+    let v: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(v[0]["host"], "registry.example.com");
+    assert_eq!(v[0]["username"], "bot");
+    assert!(!listed.contains("cli-secret-789") && !String::from_utf8_lossy(&out.stdout).contains("cli-secret-789"));
+}

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{Apply, Cli, Command, Global, Serve, TeamCmd, TokenCmd};
+use crate::cli::{Apply, Cli, Command, CredentialCmd, Global, Serve, TeamCmd, TokenCmd};
 use crate::client::Client;
 use crate::output::{Column, field, print};
 
@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(s) => serve(g, s).await,
         Command::Team(c) => team(g, c).await,
         Command::Token(c) => token(g, c).await,
+        Command::Credential(c) => credential(g, c).await,
         Command::Plugin(c) => plugins::run(g, c).await,
         Command::Component(c) => components::run(g, c).await,
         Command::Install(i) => components::install(g, i).await,
@@ -105,6 +106,37 @@ async fn team(g: &Global, c: TeamCmd) -> Result<()> {
         TeamCmd::List => client.get("/teams").await?,
     };
     print(&v, g.output, &[NAME, CREATED]);
+    Ok(())
+}
+
+async fn credential(g: &Global, c: CredentialCmd) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let cols: [Column; 3] = [
+        ("HOST", |v| field(v, "host")),
+        ("USERNAME", |v| field(v, "username")),
+        CREATED,
+    ];
+    let base = format!("/teams/{team}/credentials");
+    match c {
+        CredentialCmd::Set { host, username } => {
+            let password = match std::env::var("KATO_CREDENTIAL_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let body = json!({"host": host, "username": username, "password": password});
+            print(&client.call(Method::POST, &base, Some(&body)).await?, g.output, &cols);
+        }
+        CredentialCmd::List => print(&client.get(&base).await?, g.output, &cols),
+        CredentialCmd::Delete { host } => {
+            client.call(Method::DELETE, &format!("{base}/{host}"), None).await?;
+            eprintln!("credential for {host} deleted");
+        }
+    }
     Ok(())
 }
 
