@@ -152,6 +152,10 @@ impl Call<'_> {
         if e.is_timeout() {
             return self.timed_out();
         }
+        // A status turned into an error by the client: the registry answered.
+        if let Some(status) = e.status() {
+            return self.by_status(status.as_u16(), status.canonical_reason().unwrap_or(""));
+        }
         ResolveError::Unreachable {
             registry: self.registry.to_owned(),
             detail: transport_detail(e, !is_loopback_registry(self.registry)),

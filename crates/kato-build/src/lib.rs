@@ -1,4 +1,7 @@
-//! Kato's builds: turning a plug-in version's image source into a reference pinned by digest.
+//! Kato's builds: turning a plug-in version's source into an image reference pinned by digest.
+//!
+//! [`Builder::build`] clones a `dockerfile` source with git, builds it with podman and pushes it to
+//! the platform registry, logging every line of the tools to a [`BuildLog`].
 //!
 //! [`Resolver::resolve`] asks the image's registry (OCI distribution API) for the manifest digest of
 //! a tag, or checks that a digest exists, and answers `registry/repository@sha256:…`. Registries are
@@ -7,10 +10,19 @@
 
 #![forbid(unsafe_code)]
 
+mod build_error;
+mod copy;
+mod dockerfile;
 mod error;
+mod process;
 mod registry;
 mod resolve;
 
+pub use build_error::BuildError;
+pub use copy::Copied;
+pub use dockerfile::{BuildRequest, Builder, BuilderConfig, Built, final_base};
 pub use error::ResolveError;
+pub use process::BuildLog;
 pub use registry::{RegistryCredential, is_loopback_registry, protocol_for};
 pub use resolve::{Pinned, Resolver, ResolverConfig};
+pub use tokio_util::sync::CancellationToken;

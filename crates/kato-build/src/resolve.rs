@@ -97,7 +97,15 @@ impl Resolver {
         outcome
     }
 
-    fn client_for(&self, registry: &str) -> Client {
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    pub(crate) fn credentials(&self) -> &[RegistryCredential] {
+        &self.inner.credentials
+    }
+
+    pub(crate) fn client_for(&self, registry: &str) -> Client {
         let mut clients = self.inner.clients.lock().unwrap_or_else(PoisonError::into_inner);
         clients
             .entry(registry.to_owned())

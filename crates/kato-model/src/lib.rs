@@ -2,6 +2,7 @@
 //! and every rule they obey. No I/O: the store, renderer and API build on these types.
 #![forbid(unsafe_code)]
 
+pub mod build;
 pub mod component;
 pub mod discovery;
 pub mod install;
@@ -11,6 +12,7 @@ pub mod protocol;
 mod reference;
 pub mod value;
 
+pub use build::Provenance;
 pub use component::{ComponentSpec, EnvVar, Port, Volume};
 pub use discovery::DiscoveryDocument;
 pub use install::{InstallRequest, Installation, Version, VersionStatus};

@@ -190,6 +190,7 @@ async fn main() {
         public_url: Some("http://127.0.0.1:7070".into()),
         target: Some(TargetKind::Podman),
         kubeconfig: None,
+        builds: Default::default(),
     };
     let (state, token) = kato_server::prepare(&config).await.unwrap();
     let b = Bench {

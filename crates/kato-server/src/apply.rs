@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::api::Body;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::ops::{self, DOCKERFILE_NOT_AVAILABLE, draft_changed, require_team};
+use crate::ops::{self, NO_PLATFORM_REGISTRY, draft_changed, require_team};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -165,13 +165,18 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
         let needs_version = draft_changed(p, latest.as_ref());
         let result = match (&p.source, needs_version) {
             (_, false) => None,
-            (Source::Image(image), true) => Some(Ok(state.resolver.resolve(image).await?.reference)),
-            (Source::Dockerfile(_), true) => Some(Err(DOCKERFILE_NOT_AVAILABLE)),
+            (Source::Image(image), true) => Some(Ok(Some(state.resolver.resolve(image).await?.reference))),
+            (Source::Dockerfile(_), true) if state.builds.settings.registry.is_none() => {
+                Some(Err(NO_PLATFORM_REGISTRY))
+            }
+            // Queued for the build worker.
+            (Source::Dockerfile(_), true) => Some(Ok(None)),
         };
         pinned.push(result);
     }
 
     let mut out = Vec::new();
+    let mut queued = false;
     let mut tx = state.begin().await?;
     require_team(&mut tx, team).await?;
     for (p, build) in plugins.iter().zip(pinned) {
@@ -192,9 +197,14 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
             action: action.into(),
         });
         if let Some(build) = build {
-            let v = tx.insert_version(team, &p.name, p, VersionStatus::Building).await?;
+            let status = match build {
+                Ok(None) => VersionStatus::Queued,
+                _ => VersionStatus::Building,
+            };
+            let v = tx.insert_version(team, &p.name, p, status).await?;
             match build {
-                Ok(image) => {
+                Ok(None) => queued = true,
+                Ok(Some(image)) => {
                     tx.finish_version(team, &p.name, v.number, VersionStatus::Succeeded, Some(&image), None)
                         .await?
                 }
@@ -302,5 +312,8 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
         }
     }
     state.commit(tx).await?;
+    if queued {
+        state.builds.wake();
+    }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod apply;
 pub mod auth;
+pub mod builds;
 pub mod cache;
 pub mod error;
 pub mod ops;
@@ -37,6 +38,8 @@ pub struct Config {
     /// The kubeconfig of the `kubernetes` target; `None` reads `KUBECONFIG`, `~/.kube/config` or
     /// the in-cluster service account.
     pub kubeconfig: Option<PathBuf>,
+    /// The build queue and the platform registry.
+    pub builds: builds::BuildSettings,
 }
 
 /// The target `kato serve` runs with: the one asked for, else podman when it is installed.
@@ -47,6 +50,10 @@ pub fn choose_target(asked: Option<TargetKind>) -> TargetKind {
         TargetKind::None
     })
 }
+
+/// The containers.conf Kato runs podman with (settings hosts without systemd or with cgroup v1
+/// need); written to the data dir so the binary works from anywhere.
+const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,6 +69,10 @@ pub enum StartError {
     Target { target: TargetKind, message: String },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    LocalRegistry(#[from] builds::local_registry::LocalRegistryError),
+    #[error("--local-registry {0}: the local registry listens on a loopback address only (or give --registry)")]
+    LocalRegistryNotLoopback(SocketAddr),
 }
 
 pub fn sqlite_url(data_dir: &Path) -> String {
@@ -81,7 +92,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
     let store = Store::open(&url).await?;
     let token_path = config.data_dir.join("admin.token");
     ensure_admin_token(&store, &token_path).await?;
-    let interrupted = ops::fail_interrupted_builds(&store).await?;
+    let interrupted = builds::fail_interrupted_builds(&store).await?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,
@@ -93,10 +104,40 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         .clone()
         .unwrap_or_else(|| format!("http://{}", config.listen));
     let runtime = runtime(config).await?;
+    let containers_conf = match std::env::var_os("CONTAINERS_CONF") {
+        Some(c) => Some(PathBuf::from(c)),
+        None => {
+            let path = config.data_dir.join("containers.conf");
+            std::fs::write(&path, CONTAINERS_CONF).map_err(|source| StartError::DataDir {
+                path: path.clone(),
+                source,
+            })?;
+            Some(path)
+        }
+    };
     let state = AppState {
+        builds: Arc::new(builds::Builds::new(
+            config.builds.clone(),
+            &config.data_dir,
+            containers_conf,
+        )),
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
-        resolver: Resolver::new(ResolverConfig::default()),
+        resolver: Resolver::new(ResolverConfig {
+            credentials: config
+                .builds
+                .registry
+                .iter()
+                .filter_map(|r| {
+                    Some(kato_build::RegistryCredential {
+                        registry: r.host.clone(),
+                        username: r.username.clone()?,
+                        password: r.password.clone()?,
+                    })
+                })
+                .collect(),
+            ..ResolverConfig::default()
+        }),
         discovery_base_url: public.trim_end_matches('/').to_owned(),
         runtime,
         reconciler: reconcile::Reconciler::default(),
@@ -154,7 +195,7 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -169,9 +210,32 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Runs the server until `shutdown` resolves.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let mut _local_registry = None;
+    if config.builds.registry.is_none()
+        && let Some(addr) = config.builds.local_registry
+    {
+        if !addr.ip().is_loopback() {
+            return Err(StartError::LocalRegistryNotLoopback(addr));
+        }
+        match builds::local_registry::start(&config.data_dir, addr).await? {
+            Some(r) => {
+                println!("platform registry: {addr} (local, storage in the data dir)");
+                config.builds.registry = Some(builds::PlatformRegistry {
+                    host: addr.to_string(),
+                    namespace: None,
+                    username: None,
+                    password: None,
+                });
+                _local_registry = Some(r);
+            }
+            None => tracing::warn!(
+                "no platform registry: Dockerfile builds are off (give --registry, or install docker-registry)"
+            ),
+        }
+    }
     let (state, token_path) = prepare(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -202,8 +266,13 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    axum::serve(listener, router(state))
+    let stop = kato_build::CancellationToken::new();
+    let worker = tokio::spawn(builds::run_worker(state.clone(), stop.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve);
+    stop.cancel();
+    let _ = worker.await;
+    served
 }

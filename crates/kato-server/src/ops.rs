@@ -2,8 +2,8 @@
 //! caller's transaction, so a rejected request changes nothing.
 
 use kato_model::{
-    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Source,
-    TeamName, Version, VersionStatus,
+    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Provenance,
+    Source, TeamName, Version, VersionStatus,
 };
 use kato_store::{InstallationRecord, Store, Tx, VersionRecord};
 
@@ -11,8 +11,8 @@ use crate::auth::new_token;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-pub const DOCKERFILE_NOT_AVAILABLE: &str =
-    "Dockerfile builds are not available yet: give the plug-in an `image` source to create a version";
+pub const NO_PLATFORM_REGISTRY: &str = "Dockerfile builds need a platform registry to push to: start `kato serve` \
+     with --registry HOST[:PORT][/namespace], or install docker-registry so that Kato runs one on loopback";
 
 pub async fn require_team(tx: &mut Tx, team: &TeamName) -> ApiResult<()> {
     if tx.team_exists(team).await? {
@@ -324,7 +324,8 @@ pub async fn delete_plugin(tx: &mut Tx, team: &TeamName, name: &PluginName, forc
 }
 
 /// Snapshots the draft into a new version and builds it: an image source is resolved in its
-/// registry and pinned by digest. The version row is written first (status `building`) so a
+/// registry and pinned by digest (copied into the platform registry when there is one); a
+/// Dockerfile source is queued for the build worker. The version row is written first (status `building`) so a
 /// crash mid-resolution leaves a trace that the next start marks failed.
 pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginName) -> ApiResult<VersionRecord> {
     let mut tx = state.begin().await?;
@@ -336,35 +337,64 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
         .spec;
     let Source::Image(image) = &spec.source else {
         let v = tx.insert_version(team, plugin, &spec, VersionStatus::Queued).await?;
-        tx.finish_version(
-            team,
-            plugin,
-            v.number,
-            VersionStatus::Failed,
-            None,
-            Some(DOCKERFILE_NOT_AVAILABLE),
-        )
-        .await?;
+        if state.builds.settings.registry.is_none() {
+            tx.finish_version(
+                team,
+                plugin,
+                v.number,
+                VersionStatus::Failed,
+                None,
+                Some(NO_PLATFORM_REGISTRY),
+            )
+            .await?;
+        }
         let record = tx.get_version(team, plugin, v.number).await?;
         state.commit(tx).await?;
+        state.builds.wake();
         return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
     };
     let image = image.clone();
     let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
     state.commit(tx).await?;
-    let outcome = state.resolver.resolve(&image).await;
+    let key = (team.clone(), plugin.clone(), v.number);
+    // The team's credentials for the image's registry need a resolver of their own.
+    let credentials = state.builds.credentials_for(&state.store, team).await?;
+    let registry = image.reference().registry().to_owned();
+    let own;
+    let resolver = if credentials.iter().any(|c| c.registry == registry) {
+        own = kato_build::Resolver::new(kato_build::ResolverConfig {
+            credentials,
+            ..kato_build::ResolverConfig::default()
+        });
+        &own
+    } else {
+        &state.resolver
+    };
+    // With a platform registry, running components pull only from it: copy the image there.
+    let outcome = match state.builds.target(&key) {
+        Some(dest) => resolver.copy(&image, &dest).await.map(|c| {
+            let provenance = Provenance {
+                source_image: Some(c.source.reference),
+                digest: Some(c.pinned.digest.clone()),
+                ..Provenance::default()
+            };
+            (c.pinned.reference, provenance)
+        }),
+        None => resolver.resolve(&image).await.map(|p| {
+            let provenance = Provenance {
+                source_image: Some(p.reference.clone()),
+                digest: Some(p.digest),
+                ..Provenance::default()
+            };
+            (p.reference, provenance)
+        }),
+    };
     let mut tx = state.begin().await?;
     match &outcome {
-        Ok(pinned) => {
-            tx.finish_version(
-                team,
-                plugin,
-                v.number,
-                VersionStatus::Succeeded,
-                Some(&pinned.reference),
-                None,
-            )
-            .await?
+        Ok((reference, provenance)) => {
+            tx.set_provenance(&key, provenance).await?;
+            tx.finish_version(team, plugin, v.number, VersionStatus::Succeeded, Some(reference), None)
+                .await?
         }
         Err(e) => {
             tx.finish_version(
@@ -383,23 +413,31 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     record.ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 
-/// Versions a stopped server left `queued` or `building` are marked failed at start.
-pub async fn fail_interrupted_builds(store: &Store) -> Result<usize, kato_store::StoreError> {
-    let mut tx = store.begin().await?;
-    let stuck = tx.unfinished_versions().await?;
-    for (team, plugin, number) in &stuck {
-        tx.finish_version(
-            team,
-            plugin,
-            *number,
-            VersionStatus::Failed,
-            None,
-            Some("interrupted by a server restart: create a new version"),
-        )
-        .await?;
+/// Cancels a queued or running build: the version becomes `cancelled` at once, and the server
+/// running it stops the builder (this one now, another one when it next renews its claim).
+pub async fn cancel_version(
+    state: &AppState,
+    team: &TeamName,
+    plugin: &PluginName,
+    n: u32,
+) -> ApiResult<VersionRecord> {
+    let mut tx = state.begin().await?;
+    let v = tx
+        .get_version(team, plugin, n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plug-in `{plugin}` has no version {n}")))?;
+    if v.version.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "version {n} of plug-in `{plugin}` already {}: only a queued or building version can be cancelled",
+            v.version.status.as_str()
+        )));
     }
-    tx.commit().await?;
-    Ok(stuck.len())
+    tx.finish_version(team, plugin, n, VersionStatus::Cancelled, None, Some("cancelled"))
+        .await?;
+    let record = tx.get_version(team, plugin, n).await?;
+    state.commit(tx).await?;
+    state.builds.cancel_local(&(team.clone(), plugin.clone(), n));
+    record.ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 
 /// Whether a plug-in's draft differs from what its newest version froze.

@@ -20,6 +20,8 @@ pub struct AppState {
     pub runtime: Arc<dyn Runtime>,
     /// Redeploys running components when what they render changes.
     pub reconciler: Reconciler,
+    /// The build queue.
+    pub builds: std::sync::Arc<crate::builds::Builds>,
 }
 
 impl AppState {

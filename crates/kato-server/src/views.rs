@@ -15,6 +15,7 @@ pub fn version(r: &VersionRecord) -> Value {
     let mut v = version_body(&r.version);
     v["created_at"] = r.created_at.clone().into();
     v["finished_at"] = r.finished_at.clone().into();
+    v["provenance"] = serde_json::to_value(&r.provenance).unwrap_or_default();
     v
 }
 

@@ -12,8 +12,16 @@ use crate::Timestamp;
 use crate::error::{StoreError, corrupt};
 
 /// Now, as the store writes timestamps (see [`Timestamp`]).
-pub(crate) fn now() -> Timestamp {
-    let t = OffsetDateTime::now_utc();
+pub fn now() -> Timestamp {
+    format_time(OffsetDateTime::now_utc())
+}
+
+/// `d` from now, as the store writes timestamps.
+pub(crate) fn from_now(d: std::time::Duration) -> Timestamp {
+    format_time(OffsetDateTime::now_utc() + d)
+}
+
+fn format_time(t: OffsetDateTime) -> Timestamp {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),

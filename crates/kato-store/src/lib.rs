@@ -8,8 +8,10 @@
 //! query on a read connection that never waits for a writer.
 #![forbid(unsafe_code)]
 
+mod builds;
 mod codec;
 mod components;
+mod credentials;
 mod deployments;
 mod error;
 mod installations;
@@ -19,8 +21,10 @@ mod store;
 mod teams;
 mod versions;
 
-use kato_model::{ComponentSpec, Installation, PluginSpec, TeamName, Version};
+use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version};
 
+pub use codec::now;
+pub use credentials::{CredentialRecord, Secret};
 pub use error::StoreError;
 pub use store::{Store, Tx};
 pub use versions::VersionKey;
@@ -66,6 +70,17 @@ pub struct VersionRecord {
     pub created_at: Timestamp,
     /// Set when the version reached a final status.
     pub finished_at: Option<Timestamp>,
+    /// What the image was made from, once the build knows.
+    pub provenance: Option<Provenance>,
+}
+
+/// One line of a build log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Numbers the version's lines from 1, in the order they were printed.
+    pub seq: i64,
+    pub at: Timestamp,
+    pub line: String,
 }
 
 /// What a component should be doing on the server's target.

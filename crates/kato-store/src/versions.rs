@@ -25,7 +25,7 @@ reads! {
 /// The columns a [`VersionRow`] is read from; a macro so that queries stay `&'static str`.
 macro_rules! columns {
     () => {
-        "number, status, spec, image, error, created_at, finished_at"
+        "number, status, spec, image, error, created_at, finished_at, provenance"
     };
 }
 type VersionRow = (
@@ -36,10 +36,14 @@ type VersionRow = (
     Option<String>,
     String,
     Option<String>,
+    Option<String>,
 );
 
 fn version(plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreError> {
-    let (n, st, spec, image, error, created_at, finished_at) = row;
+    let (n, st, spec, image, error, created_at, finished_at, provenance) = row;
+    let provenance = provenance
+        .map(|p| from_json(|| format!("the provenance of version {n} of plug-in `{plugin}`"), &p))
+        .transpose()?;
     Ok(VersionRecord {
         version: Version {
             number: number(n)?,
@@ -50,6 +54,7 @@ fn version(plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreE
         },
         created_at,
         finished_at,
+        provenance,
     })
 }
 
@@ -182,7 +187,7 @@ impl Tx {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let done = sqlx::query(
-            "UPDATE versions SET status = $1, image = $2, error = $3, finished_at = $4 \
+            "UPDATE versions SET status = $1, image = $2, error = $3, finished_at = $4, lease_owner = NULL, lease_until = NULL \
              WHERE team = $5 AND plugin = $6 AND number = $7 AND status IN ('queued', 'building')",
         )
         .bind(st.as_str())

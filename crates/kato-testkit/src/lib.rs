@@ -2,6 +2,8 @@
 //!
 //! - [`TestRegistry`]: Debian's `docker-registry` (the CNCF distribution registry) on a loopback port,
 //!   with filesystem storage in a temp dir and optional htpasswd auth.
+//! - [`GitRepo`] and [`base_image`]: git repos with commits, branches and tags, and a busybox base
+//!   image imported into podman without any network pull, for real Dockerfile builds.
 //! - [`PushedImage`]: a tiny OCI image (one config blob, one layer tarball) pushed into it, with the
 //!   digest it was stored under.
 //!
@@ -15,8 +17,10 @@
 
 #![forbid(unsafe_code)]
 
+mod build;
 mod image;
 mod registry;
 
+pub use build::{GitRepo, base_image, containers_conf};
 pub use image::PushedImage;
 pub use registry::TestRegistry;

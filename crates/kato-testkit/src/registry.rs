@@ -134,6 +134,22 @@ impl TestRegistry {
         Some(header)
     }
 
+    /// Deletes a manifest by digest (`DELETE /v2/<repo>/manifests/<digest>`), as an operator
+    /// cleaning up the registry would.
+    pub async fn delete_manifest(&self, repository: &str, digest: &str) {
+        let url = format!("http://{}/v2/{repository}/manifests/{digest}", self.host);
+        let mut request = self.http.delete(&url);
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = within(&format!("DELETE {url}"), request.send()).await;
+        assert!(
+            response.status().is_success(),
+            "DELETE {url} answered {}",
+            response.status()
+        );
+    }
+
     async fn launch(auth: Option<(String, String)>) -> Self {
         let binary = find_binary();
         let dir = tempfile::Builder::new()

@@ -57,6 +57,9 @@ pub enum Command {
     /// Plug-ins and their versions.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// The team's credentials for private registries and git hosts.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
     /// Components (applications).
     #[command(subcommand)]
     Component(ComponentCmd),
@@ -131,12 +134,79 @@ pub struct Serve {
     /// The kubeconfig of the kubernetes target; else KUBECONFIG, ~/.kube/config or in-cluster.
     #[arg(long, env = "KATO_KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// The platform registry, HOST[:PORT][/namespace]: built images are pushed there. Reached
+    /// over HTTPS; plain HTTP only on loopback.
+    #[arg(long, env = "KATO_REGISTRY")]
+    pub registry: Option<String>,
+    /// The platform registry's username.
+    #[arg(long, env = "KATO_REGISTRY_USERNAME", requires = "registry")]
+    pub registry_username: Option<String>,
+    /// The platform registry's password (prefer the environment variable).
+    #[arg(
+        long,
+        env = "KATO_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        requires = "registry_username"
+    )]
+    pub registry_password: Option<String>,
+    /// Without --registry: run Debian's docker-registry on this loopback address as the
+    /// platform registry, storing in the data dir (`off`: no registry, no Dockerfile builds).
+    #[arg(long, env = "KATO_LOCAL_REGISTRY", default_value = "127.0.0.1:7071")]
+    pub local_registry: String,
+    /// Builds this server runs at once.
+    #[arg(long, env = "KATO_BUILD_CONCURRENCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub build_concurrency: u16,
+    /// A build still running after this long is stopped and fails (`90s`, `15m`, `1h`).
+    #[arg(long, env = "KATO_BUILD_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub build_timeout: std::time::Duration,
+    /// How long a server's claim on a build holds without renewal: after it, another server
+    /// fails the build of a server that died.
+    #[arg(long, env = "KATO_BUILD_LEASE", default_value = "30s", value_parser = parse_duration, hide = true)]
+    pub build_lease: std::time::Duration,
+}
+
+/// `90`, `90s`, `15m`, `1h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration: write e.g. 90s, 15m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}` is not a duration: write e.g. 90s, 15m or 1h")),
+    };
+    if secs == 0 {
+        return Err("a duration must be more than zero".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TeamCmd {
     Create { name: String },
     List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CredentialCmd {
+    /// Set the credential for a registry or git host (the password is read from
+    /// KATO_CREDENTIAL_PASSWORD, or from stdin).
+    Set {
+        /// As in image references (`registry.example.com:5000`) or git URLs.
+        host: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// List hosts and users (passwords are never shown).
+    List,
+    Delete {
+        host: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +241,21 @@ pub enum PluginCmd {
     /// Freeze the draft into a new version and build it.
     Build {
         name: String,
+        /// Show the build log as it happens; exit non-zero unless the build succeeds.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Stop a queued or running build; the version becomes `cancelled`.
+    Cancel {
+        name: String,
+        number: u32,
+    },
+    /// Print a version's build log (`-f`: follow it until the build ends).
+    Log {
+        name: String,
+        number: u32,
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// List a plug-in's versions.
     Versions {
@@ -199,8 +284,17 @@ pub struct PluginFields {
     #[arg(long)]
     pub kind: Option<String>,
     /// Build from this image.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "repo")]
     pub image: Option<String>,
+    /// Build from a Dockerfile in this git repo (https or ssh URL, file:// URL or directory).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// The branch, tag or commit to build (with --repo; the default branch when absent).
+    #[arg(long = "ref", requires = "repo")]
+    pub git_ref: Option<String>,
+    /// The Dockerfile's path in the repo (with --repo; `Dockerfile` when absent).
+    #[arg(long, requires = "repo")]
+    pub dockerfile: Option<String>,
     /// Minimum memory of the plug-in container, MiB.
     #[arg(long)]
     pub memory: Option<u32>,

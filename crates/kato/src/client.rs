@@ -10,6 +10,8 @@ use crate::cli::Global;
 
 pub struct Client {
     http: reqwest::Client,
+    /// For streams that stay open as long as a build runs: no overall timeout.
+    streaming: reqwest::Client,
     base: String,
     token: String,
 }
@@ -30,8 +32,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("cannot build the HTTP client")?;
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot build the HTTP client")?;
         Ok(Client {
             http,
+            streaming,
             base: format!("{}/api/v1", g.server.trim_end_matches('/')),
             token,
         })
@@ -49,39 +56,39 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
-    /// Copies the body to `out` as it arrives (logs); no overall time limit, so `--follow` lasts.
+    /// Copies a streamed answer (a followed log) to `out` as it arrives; no overall time limit,
+    /// so `--follow` lasts.
     pub async fn stream(&self, path: &str, out: &mut (impl std::io::Write + Send)) -> Result<()> {
-        let url = format!("{}{path}", self.base);
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot build the HTTP client")?;
-        let mut res = http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the Kato server at {url}: {e}"))?;
-        let status = res.status();
-        if !status.is_success() {
-            let text = res.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("{message} ({status})");
-        }
-        while let Some(chunk) = res.chunk().await.context("the log stream broke off")? {
+        let res = self.send(&self.streaming, Method::GET, path, None).await?;
+        let mut res = check(res).await?;
+        while let Some(chunk) = res.chunk().await.context("the stream broke off")? {
             out.write_all(&chunk)?;
             out.flush()?;
         }
         Ok(())
     }
 
+    /// Copies a streamed answer to stdout as it arrives.
+    pub async fn follow(&self, path: &str) -> Result<()> {
+        self.stream(path, &mut std::io::stdout()).await
+    }
+
     /// The body as text, for non-JSON answers (manifests).
     pub async fn raw(&self, method: Method, path: &str, body: Option<&Value>) -> Result<String> {
+        let res = self.send(&self.http, method, path, body).await?;
+        let res = check(res).await?;
+        res.text().await.context("cannot read the server's answer")
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut req = http.request(method, &url).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -92,15 +99,20 @@ impl Client {
                 anyhow!("request to {url} failed: {e}")
             }
         })?;
-        let status = res.status();
-        let text = res.text().await.context("cannot read the server's answer")?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            bail!("{message} ({status})");
-        }
-        Ok(text)
+        Ok(res)
     }
+}
+
+/// The answer, or its error message as an error.
+async fn check(res: reqwest::Response) -> Result<reqwest::Response> {
+    let status = res.status();
+    if status.is_success() {
+        return Ok(res);
+    }
+    let text = res.text().await.context("cannot read the server's answer")?;
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    bail!("{message} ({status})")
 }

@@ -25,6 +25,7 @@ async fn start_on(target: kato_server::TargetKind) -> Env {
         public_url: None,
         target: Some(target),
         kubeconfig: None,
+        builds: Default::default(),
     };
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -170,6 +170,12 @@ async fn put_installation(
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
     let (inst, version, created) = ops::install(&mut tx, &team, &component, &plugin, &req, false).await?;
+    if let Some(why) = state.builds.image_gone(&state.resolver, version.image.as_deref()).await {
+        return Err(ApiError::invalid(
+            "version",
+            format!("version {} cannot be installed: {why}", version.number),
+        ));
+    }
     state.commit(tx).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(views::installation(&inst, &version))))

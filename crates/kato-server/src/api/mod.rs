@@ -1,6 +1,8 @@
 //! The HTTP surface: `/api/v1` resources, health, metrics and the OpenAPI document.
 
+mod builds;
 mod components;
+mod credentials;
 mod meta;
 mod plugins;
 mod runtime;
@@ -24,6 +26,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .merge(teams::routes())
         .merge(plugins::routes())
+        .merge(builds::routes())
+        .merge(credentials::routes())
         .merge(components::routes())
         .merge(runtime::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));

@@ -226,7 +226,16 @@ async fn get_version(
         .get_version(&team, &plugin, n)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("plug-in `{plugin}` has no version {n}")))?;
-    Ok(Json(views::version(&v)))
+    let mut body = views::version(&v);
+    if let Some(why) = state
+        .builds
+        .image_gone(&state.resolver, v.version.image.as_deref())
+        .await
+    {
+        body["image_missing"] = true.into();
+        body["image_error"] = why.into();
+    }
+    Ok(Json(body))
 }
 
 async fn delete_version(

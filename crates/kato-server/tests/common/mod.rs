@@ -29,10 +29,57 @@ pub fn config(dir: &std::path::Path) -> Config {
         public_url: Some("http://kato.test:7070".into()),
         target: Some(kato_runtime::TargetKind::None),
         kubeconfig: None,
+        builds: Default::default(),
     }
 }
 
 impl Server {
+    /// A server whose build worker runs, pushing to its test registry; `tune` adjusts the
+    /// build settings.
+    pub async fn start_building(tune: impl FnOnce(&mut kato_server::builds::BuildSettings)) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TestRegistry::start().await;
+        let mut cfg = config(dir.path());
+        cfg.builds.registry = Some(format!("{}/platform", registry.host()).parse().unwrap());
+        tune(&mut cfg.builds);
+        let (state, token_path) = kato_server::prepare(&cfg).await.unwrap();
+        let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
+        tokio::spawn(kato_server::builds::run_worker(
+            state.clone(),
+            kato_build::CancellationToken::new(),
+        ));
+        Server {
+            router: kato_server::router(state.clone()),
+            state,
+            admin,
+            registry,
+            dir,
+        }
+    }
+
+    /// Polls a version until its status is final (bounded), and answers it.
+    pub async fn finished_version(&self, team: &str, plugin: &str, n: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let v = self
+                .ok(
+                    Method::GET,
+                    &format!("/teams/{team}/plugins/{plugin}/versions/{n}"),
+                    None,
+                    StatusCode::OK,
+                )
+                .await;
+            if !matches!(v["status"].as_str(), Some("queued" | "building")) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "version {n} of {plugin} finishes: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn start() -> Server {
         Self::start_on(kato_runtime::TargetKind::None).await
     }

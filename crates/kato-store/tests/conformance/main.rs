@@ -7,11 +7,13 @@
 // First, so that its macros are in scope in the modules below.
 #[macro_use]
 mod support;
+mod builds;
 mod deployments;
 mod installs;
 mod rows;
 mod transactions;
 
+use builds::*;
 use deployments::*;
 use installs::*;
 use kato_model::VersionStatus;
@@ -40,6 +42,10 @@ conformance! {
     reads_do_not_wait_for_writers,
     data_survives_reopening,
     deployments_record_desired_and_applied_state,
+    builds_are_claimed_once_and_held_by_a_lease,
+    a_lease_that_runs_out_is_reported,
+    provenance_and_logs_are_kept_with_the_version,
+    credentials_are_kept_per_team_and_listed_without_passwords,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {

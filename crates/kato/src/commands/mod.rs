@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{Apply, Cli, Command, Global, Serve, TeamCmd, TokenCmd};
+use crate::cli::{Apply, Cli, Command, CredentialCmd, Global, Serve, TeamCmd, TokenCmd};
 use crate::client::Client;
 use crate::output::{Column, field, print};
 
@@ -20,6 +20,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(s) => serve(g, s).await,
         Command::Team(c) => team(g, c).await,
         Command::Token(c) => token(g, c).await,
+        Command::Credential(c) => credential(g, c).await,
         Command::Plugin(c) => plugins::run(g, c).await,
         Command::Component(c) => components::run(g, c).await,
         Command::Install(i) => components::install(g, i).await,
@@ -46,6 +47,15 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
         .init();
+    let registry = match &s.registry {
+        Some(r) => {
+            let mut r: kato_server::builds::PlatformRegistry = r.parse()?;
+            r.username = s.registry_username.clone();
+            r.password = s.registry_password.clone();
+            Some(r)
+        }
+        None => None,
+    };
     let config = kato_server::Config {
         data_dir: g.data_dir.clone(),
         listen: s.listen,
@@ -57,6 +67,19 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
             crate::cli::TargetArg::None => kato_server::TargetKind::None,
         }),
         kubeconfig: s.kubeconfig,
+        builds: kato_server::builds::BuildSettings {
+            concurrency: usize::from(s.build_concurrency),
+            timeout: s.build_timeout,
+            lease: s.build_lease,
+            registry,
+            local_registry: match s.local_registry.as_str() {
+                "off" => None,
+                a => Some(a.parse().map_err(|_| {
+                    anyhow::anyhow!("--local-registry `{a}`: give a loopback address such as 127.0.0.1:7071, or `off`")
+                })?),
+            },
+            ..Default::default()
+        },
     };
     kato_server::serve(config, shutdown_signal()).await?;
     Ok(())
@@ -94,6 +117,37 @@ async fn team(g: &Global, c: TeamCmd) -> Result<()> {
         TeamCmd::List => client.get("/teams").await?,
     };
     print(&v, g.output, &[NAME, CREATED]);
+    Ok(())
+}
+
+async fn credential(g: &Global, c: CredentialCmd) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let cols: [Column; 3] = [
+        ("HOST", |v| field(v, "host")),
+        ("USERNAME", |v| field(v, "username")),
+        CREATED,
+    ];
+    let base = format!("/teams/{team}/credentials");
+    match c {
+        CredentialCmd::Set { host, username } => {
+            let password = match std::env::var("KATO_CREDENTIAL_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let body = json!({"host": host, "username": username, "password": password});
+            print(&client.call(Method::POST, &base, Some(&body)).await?, g.output, &cols);
+        }
+        CredentialCmd::List => print(&client.get(&base).await?, g.output, &cols),
+        CredentialCmd::Delete { host } => {
+            client.call(Method::DELETE, &format!("{base}/{host}"), None).await?;
+            eprintln!("credential for {host} deleted");
+        }
+    }
     Ok(())
 }
 

@@ -80,19 +80,45 @@ pub async fn run(g: &Global, c: PluginCmd) -> Result<()> {
                 }
             );
         }
-        PluginCmd::Build { name } => {
+        PluginCmd::Build { name, follow } => {
             let v = client
                 .call(Method::POST, &format!("{base}/{name}/versions"), None)
                 .await?;
+            let number = field(&v, "number");
+            if follow && matches!(v["status"].as_str(), Some("queued" | "building")) {
+                eprintln!(
+                    "version {number} of {name} is {}: following its build log",
+                    field(&v, "status")
+                );
+                client
+                    .follow(&format!("{base}/{name}/versions/{number}/log?follow=true"))
+                    .await?;
+                let v = client.get(&format!("{base}/{name}/versions/{number}")).await?;
+                return finished(&name, &v, g);
+            }
             print(&v, g.output, &VERSION_COLUMNS);
-            if v["status"] != "succeeded" {
+            if matches!(v["status"].as_str(), Some("failed" | "cancelled")) {
                 bail!(
-                    "version {} of {name} {}: {}",
-                    field(&v, "number"),
+                    "version {number} of {name} {}: {}",
                     field(&v, "status"),
                     field(&v, "error")
                 );
             }
+        }
+        PluginCmd::Cancel { name, number } => {
+            let v = client
+                .call(Method::POST, &format!("{base}/{name}/versions/{number}/cancel"), None)
+                .await?;
+            print(&v, g.output, &VERSION_COLUMNS);
+        }
+        PluginCmd::Log { name, number, follow } => {
+            let path = format!("{base}/{name}/versions/{number}/log");
+            if follow {
+                client.follow(&format!("{path}?follow=true")).await?;
+                let v = client.get(&format!("{base}/{name}/versions/{number}")).await?;
+                return finished(&name, &v, g);
+            }
+            print!("{}", client.raw(Method::GET, &path, None).await?);
         }
         PluginCmd::Versions { name } => print(
             &client.get(&format!("{base}/{name}/versions")).await?,
@@ -112,6 +138,25 @@ pub async fn run(g: &Global, c: PluginCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The end of a followed build: a progress line, and an error unless it succeeded.
+fn finished(name: &str, v: &Value, g: &Global) -> Result<()> {
+    let number = field(v, "number");
+    match v["status"].as_str() {
+        Some("succeeded") => {
+            eprintln!("version {number} of {name} succeeded: {}", field(v, "image"));
+            if g.output != crate::cli::Format::Table {
+                print(v, g.output, &VERSION_COLUMNS);
+            }
+            Ok(())
+        }
+        _ => bail!(
+            "version {number} of {name} {}: {}",
+            field(v, "status"),
+            field(v, "error")
+        ),
+    }
 }
 
 /// The request body from a file and/or flags (flags win).
@@ -145,6 +190,16 @@ fn fields_body(f: &PluginFields, create: bool) -> Result<Value> {
     }
     if let Some(i) = &f.image {
         obj.insert("source".into(), json!({"image": i}));
+    }
+    if let Some(r) = &f.repo {
+        let mut d = json!({"repo": r});
+        if let Some(git_ref) = &f.git_ref {
+            d["ref"] = json!(git_ref);
+        }
+        if let Some(p) = &f.dockerfile {
+            d["path"] = json!(p);
+        }
+        obj.insert("source".into(), json!({"dockerfile": d}));
     }
     if let Some(m) = f.memory {
         obj.insert("memory_mib".into(), json!(m));

@@ -1,0 +1,55 @@
+//! Why a Dockerfile build failed, in words that say what to do.
+
+use std::time::Duration;
+
+/// A failed build. Messages quote the tool's last lines where they explain the failure; they never
+/// hold a credential (the server also scrubs known secrets from everything it stores).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("git repo `{repo}` is unreachable: {detail}: check the URL, the network and the repo's credentials")]
+    RepoUnreachable { repo: String, detail: String },
+    #[error(
+        "git ref `{git_ref}` was not found in `{repo}`: give a branch, tag or commit that exists \
+         (source.dockerfile.ref)"
+    )]
+    RefNotFound { repo: String, git_ref: String },
+    #[error("there is no Dockerfile at `{path}` in `{repo}` at commit {commit}: fix source.dockerfile.path")]
+    NoDockerfile { repo: String, path: String, commit: String },
+    #[error("the build context `{context}` is not a directory of `{repo}`: fix source.dockerfile.context")]
+    NoContext { repo: String, context: String },
+    #[error("build step failed: {step}: {}", tail(.last_lines))]
+    StepFailed { step: String, last_lines: Vec<String> },
+    #[error("pushing `{target}` to the platform registry failed: {}", tail(.last_lines))]
+    PushFailed { target: String, last_lines: Vec<String> },
+    #[error("the build did not finish within {}s: raise the server's --build-timeout or make the build faster", .after.as_secs())]
+    Timeout { after: Duration },
+    #[error("the build was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Tool(String),
+}
+
+impl BuildError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BuildError::RepoUnreachable { .. } => "repo_unreachable",
+            BuildError::RefNotFound { .. } => "git_ref_not_found",
+            BuildError::NoDockerfile { .. } => "no_dockerfile",
+            BuildError::NoContext { .. } => "no_context",
+            BuildError::StepFailed { .. } => "build_step_failed",
+            BuildError::PushFailed { .. } => "push_failed",
+            BuildError::Timeout { .. } => "build_timeout",
+            BuildError::Cancelled => "cancelled",
+            BuildError::Tool(_) => "builder_error",
+        }
+    }
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        format!("last lines:\n{}", lines.join("\n"))
+    }
+}

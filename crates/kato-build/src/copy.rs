@@ -1,0 +1,174 @@
+//! Copying an image into the platform registry over the OCI distribution API, blob by blob
+//! (no engine pull): the manifest bytes are pushed unchanged, so the copy has the source's digest.
+
+use std::time::Instant;
+
+use kato_model::ImageRef;
+use oci_client::Reference;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use serde_json::Value;
+
+use crate::error::{Call, ResolveError};
+use crate::registry::auth_for;
+use crate::resolve::{Pinned, Resolver};
+
+const ACCEPTED: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// A copied image: where it came from and where it is now, both pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub source: Pinned,
+    /// `platform-registry/repository@sha256:…`.
+    pub pinned: Pinned,
+    /// Blobs uploaded (those the platform registry already had are skipped).
+    pub blobs_pushed: usize,
+}
+
+impl Resolver {
+    /// Copies `image` to `dest` (`host[/namespace]/repository:tag`) and pins the copy.
+    pub async fn copy(&self, image: &ImageRef, dest: &str) -> Result<Copied, ResolveError> {
+        let timeout = self.timeout().saturating_mul(6);
+        match tokio::time::timeout(timeout, self.copy_inner(image, dest)).await {
+            Ok(r) => r,
+            Err(_) => Err(ResolveError::Timeout {
+                registry: image.reference().registry().to_owned(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn copy_inner(&self, image: &ImageRef, dest: &str) -> Result<Copied, ResolveError> {
+        let started = Instant::now();
+        let src = image.reference();
+        let dst: Reference = dest.parse().map_err(|e| ResolveError::InvalidReference {
+            image: dest.to_owned(),
+            detail: format!("{e}"),
+        })?;
+        let src_auth = auth_for(self.credentials(), src.registry());
+        let dst_auth = auth_for(self.credentials(), dst.registry());
+        let src_call = Call {
+            image: image.as_str(),
+            registry: src.registry(),
+            credentials_given: src_auth != RegistryAuth::Anonymous,
+            timeout: self.timeout(),
+        };
+        let dst_call = Call {
+            image: dest,
+            registry: dst.registry(),
+            credentials_given: dst_auth != RegistryAuth::Anonymous,
+            timeout: self.timeout(),
+        };
+        let from = self.client_for(src.resolve_registry());
+        let to = self.client_for(dst.resolve_registry());
+        to.store_auth_if_needed(dst.resolve_registry(), &dst_auth).await;
+        to.auth(&dst, &dst_auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(|e| dst_call.error(e))?;
+
+        let (bytes, digest) = from
+            .pull_manifest_raw(src, &src_auth, &ACCEPTED)
+            .await
+            .map_err(|e| src_call.error(e))?;
+        let mut blobs_pushed = 0;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
+            image: image.as_str().to_owned(),
+            detail: format!("its manifest is not JSON ({e})"),
+        })?;
+        if let Some(children) = doc["manifests"].as_array() {
+            for child in children {
+                let Some(child_digest) = child["digest"].as_str() else {
+                    continue;
+                };
+                let child_src = src.clone_with_digest(child_digest.to_owned());
+                let (child_bytes, _) = from
+                    .pull_manifest_raw(&child_src, &src_auth, &ACCEPTED)
+                    .await
+                    .map_err(|e| src_call.error(e))?;
+                let child_doc: Value = serde_json::from_slice(&child_bytes).unwrap_or_default();
+                blobs_pushed += self
+                    .copy_blobs(&child_doc, &child_src, &dst, &src_call, &dst_call)
+                    .await?;
+                let child_dst = dst.clone_with_digest(child_digest.to_owned());
+                push_manifest(&to, &child_dst, child_bytes, &child_doc, &dst_call).await?;
+            }
+        } else {
+            blobs_pushed += self.copy_blobs(&doc, src, &dst, &src_call, &dst_call).await?;
+        }
+        push_manifest(&to, &dst, bytes, &doc, &dst_call).await?;
+        let source_text = format!("{}/{}@{digest}", src.registry(), src.repository());
+        let pinned_text = format!("{}/{}@{digest}", dst.registry(), dst.repository());
+        tracing::debug!(image = %image, copy = %pinned_text, blobs_pushed, elapsed_ms = started.elapsed().as_millis(), "copied image");
+        Ok(Copied {
+            source: Pinned {
+                reference: source_text,
+                digest: digest.clone(),
+            },
+            pinned: Pinned {
+                reference: pinned_text,
+                digest,
+            },
+            blobs_pushed,
+        })
+    }
+
+    async fn copy_blobs(
+        &self,
+        manifest: &Value,
+        src: &Reference,
+        dst: &Reference,
+        src_call: &Call<'_>,
+        dst_call: &Call<'_>,
+    ) -> Result<usize, ResolveError> {
+        let from = self.client_for(src.resolve_registry());
+        let to = self.client_for(dst.resolve_registry());
+        let mut descriptors: Vec<OciDescriptor> = Vec::new();
+        for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().into_iter().flatten()) {
+            if let Ok(desc) = serde_json::from_value::<OciDescriptor>(d.clone()) {
+                descriptors.push(desc);
+            }
+        }
+        let mut pushed = 0;
+        for desc in descriptors {
+            if to.blob_exists(dst, &desc.digest).await.map_err(|e| dst_call.error(e))? {
+                continue;
+            }
+            let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+            from.pull_blob(src, &desc, &mut data)
+                .await
+                .map_err(|e| src_call.error(e))?;
+            to.push_blob(dst, data, &desc.digest)
+                .await
+                .map_err(|e| dst_call.error(e))?;
+            pushed += 1;
+        }
+        Ok(pushed)
+    }
+}
+
+async fn push_manifest(
+    to: &oci_client::Client,
+    dst: &Reference,
+    bytes: bytes::Bytes,
+    doc: &Value,
+    call: &Call<'_>,
+) -> Result<(), ResolveError> {
+    let media_type = doc["mediaType"].as_str().unwrap_or(if doc["manifests"].is_array() {
+        ACCEPTED[1]
+    } else {
+        ACCEPTED[0]
+    });
+    let content_type = http::HeaderValue::from_str(media_type).map_err(|_| ResolveError::Registry {
+        image: call.image.to_owned(),
+        detail: format!("odd media type `{media_type}`"),
+    })?;
+    to.push_manifest_raw(dst, bytes, content_type)
+        .await
+        .map_err(|e| call.error(e))?;
+    Ok(())
+}

@@ -1,0 +1,451 @@
+//! Dockerfile builds: clone the repo with git at the wanted ref, build with podman, push the image
+//! to the platform registry and answer the pushed digest with the build's provenance.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kato_model::plugin::DockerfileSource;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::build_error::BuildError;
+use crate::process::{BuildLog, Finished, RunError, run};
+use crate::registry::is_loopback_registry;
+
+/// How the [`Builder`] runs its tools.
+#[derive(Debug, Clone)]
+pub struct BuilderConfig {
+    /// Where each build gets a scratch directory for its clone (removed after the build).
+    pub work_dir: PathBuf,
+    /// A containers.conf for podman (`CONTAINERS_CONF`), for hosts that need settings.
+    pub containers_conf: Option<PathBuf>,
+    /// A registry auth file (`auth.json`) podman uses to pull bases and push.
+    pub authfile: Option<PathBuf>,
+    /// The builder program (`podman`).
+    pub program: String,
+}
+
+/// One build to run.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub source: DockerfileSource,
+    /// Where the image goes: `registry[/namespace]/repository:tag`.
+    pub target: String,
+    /// Extra environment for git.
+    pub git_env: Vec<(String, String)>,
+    /// Credentials for registries (base images, the push) and git hosts (https repos), by host.
+    /// They reach the tools through a private auth file and the environment, never the argv.
+    pub credentials: Vec<crate::RegistryCredential>,
+}
+
+/// What a successful build made, and from what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// `registry/repository@sha256:…` as pushed.
+    pub reference: String,
+    pub digest: String,
+    /// The commit the ref resolved to.
+    pub commit: String,
+    /// The Dockerfile path inside the repo.
+    pub dockerfile: String,
+    /// The final stage's base image and, when the builder knows it, its digest.
+    pub base_image: Option<String>,
+    pub base_image_digest: Option<String>,
+}
+
+/// Runs Dockerfile builds. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cfg: BuilderConfig,
+}
+
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Builder {
+    pub fn new(cfg: BuilderConfig) -> Self {
+        Self { cfg }
+    }
+
+    /// Clones, builds and pushes. `cancel` stops whichever tool is running (its whole process
+    /// group) and answers [`BuildError::Cancelled`].
+    pub async fn build(
+        &self,
+        req: &BuildRequest,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+    ) -> Result<Built, BuildError> {
+        std::fs::create_dir_all(&self.cfg.work_dir)
+            .map_err(|e| BuildError::Tool(format!("cannot create {}: {e}", self.cfg.work_dir.display())))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&self.cfg.work_dir)
+            .map_err(|e| BuildError::Tool(format!("cannot create a build directory: {e}")))?;
+        let repo_dir = scratch.path().join("repo");
+        let src = &req.source;
+        let authfile = write_authfile(scratch.path(), &req.credentials)?.or_else(|| self.cfg.authfile.clone());
+        let commit = self.checkout(req, &repo_dir, log, cancel).await?;
+        let dockerfile = repo_dir.join(&src.path);
+        if !dockerfile.is_file() {
+            return Err(BuildError::NoDockerfile {
+                repo: src.repo.clone(),
+                path: src.path.clone(),
+                commit,
+            });
+        }
+        let context = match &src.context {
+            Some(c) => repo_dir.join(c),
+            None => repo_dir.clone(),
+        };
+        if !context.is_dir() || src.context.as_deref().is_some_and(|c| c.split('/').any(|p| p == "..")) {
+            return Err(BuildError::NoContext {
+                repo: src.repo.clone(),
+                context: src.context.clone().unwrap_or_default(),
+            });
+        }
+        let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
+        self.podman_build(req, &dockerfile, &context, authfile.as_deref(), log, cancel)
+            .await?;
+        let base_image_digest = match &base_image {
+            Some(b) => self.image_digest(b).await,
+            None => None,
+        };
+        let digest = self.push(req, scratch.path(), authfile.as_deref(), log, cancel).await?;
+        // Untag only: the image may be the cache of a build running beside this one.
+        let _ = self.podman().args(["untag", &req.target]).output().await;
+        let reference = format!("{}@{digest}", strip_tag(&req.target));
+        log.line(format!("pushed {reference}"));
+        Ok(Built {
+            reference,
+            digest,
+            commit,
+            dockerfile: src.path.clone(),
+            base_image,
+            base_image_digest,
+        })
+    }
+
+    /// Clones the repo and checks out the ref; answers the commit.
+    async fn checkout(
+        &self,
+        req: &BuildRequest,
+        dir: &Path,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+    ) -> Result<String, BuildError> {
+        let src = &req.source;
+        log.line(format!("cloning {}", src.repo));
+        let mut clone = self.git(req, None);
+        clone
+            .arg("clone")
+            .arg("--no-checkout")
+            .arg("--")
+            .arg(&src.repo)
+            .arg(dir);
+        let done = run_tool(clone, log, cancel).await?;
+        if !done.status.success() {
+            return Err(BuildError::RepoUnreachable {
+                repo: src.repo.clone(),
+                detail: done
+                    .tail
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .cloned()
+                    .unwrap_or_default(),
+            });
+        }
+        let wanted = src.git_ref.as_deref().unwrap_or("HEAD");
+        let mut commit = None;
+        for candidate in ref_candidates(wanted) {
+            let mut rev = self.git(req, Some(dir));
+            rev.args(["rev-parse", "--verify", "--quiet", &format!("{candidate}^{{commit}}")]);
+            let out = rev
+                .output()
+                .await
+                .map_err(|e| BuildError::Tool(format!("cannot run git: {e}: install git on the Kato server")))?;
+            if out.status.success() {
+                commit = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+                break;
+            }
+        }
+        let Some(commit) = commit else {
+            return Err(BuildError::RefNotFound {
+                repo: src.repo.clone(),
+                git_ref: wanted.to_owned(),
+            });
+        };
+        log.line(format!("checking out {wanted} at {commit}"));
+        let mut co = self.git(req, Some(dir));
+        co.args([
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "--quiet",
+            "--detach",
+            &commit,
+        ]);
+        let done = run_tool(co, log, cancel).await?;
+        if !done.status.success() {
+            return Err(BuildError::Tool(format!(
+                "git could not check out {commit}: {}",
+                done.tail.into_iter().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        Ok(commit)
+    }
+
+    async fn podman_build(
+        &self,
+        req: &BuildRequest,
+        dockerfile: &Path,
+        context: &Path,
+        authfile: Option<&Path>,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+    ) -> Result<(), BuildError> {
+        let mut cmd = self.podman();
+        cmd.arg("build")
+            .arg("--layers")
+            .arg("-f")
+            .arg(dockerfile)
+            .arg("-t")
+            .arg(&req.target);
+        if self.insecure(&req.target) {
+            cmd.arg("--tls-verify=false");
+        }
+        if let Some(a) = authfile {
+            cmd.arg("--authfile").arg(a);
+        }
+        for (k, v) in &req.source.build_args {
+            cmd.arg("--build-arg").arg(format!("{k}={v}"));
+        }
+        cmd.arg(context);
+        log.line(format!("building {} with {}", req.source.path, self.cfg.program));
+        let done = run_tool(cmd, log, cancel).await?;
+        if done.status.success() {
+            return Ok(());
+        }
+        let last_lines: Vec<String> = done.tail.into_iter().collect();
+        Err(BuildError::StepFailed {
+            step: failed_step(&last_lines),
+            last_lines,
+        })
+    }
+
+    async fn push(
+        &self,
+        req: &BuildRequest,
+        scratch: &Path,
+        authfile: Option<&Path>,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+    ) -> Result<String, BuildError> {
+        let digest_file = scratch.join("digest");
+        let mut cmd = self.podman();
+        cmd.arg("push")
+            .arg("--format")
+            .arg("oci")
+            .arg("--digestfile")
+            .arg(&digest_file);
+        if self.insecure(&req.target) {
+            cmd.arg("--tls-verify=false");
+        }
+        if let Some(a) = authfile {
+            cmd.arg("--authfile").arg(a);
+        }
+        cmd.arg(&req.target).arg(format!("docker://{}", req.target));
+        log.line(format!("pushing {}", req.target));
+        let done = run_tool(cmd, log, cancel).await?;
+        let digest = std::fs::read_to_string(&digest_file).unwrap_or_default();
+        let digest = digest.trim();
+        if !done.status.success() || !digest.starts_with("sha256:") {
+            return Err(BuildError::PushFailed {
+                target: req.target.clone(),
+                last_lines: done.tail.into_iter().collect(),
+            });
+        }
+        Ok(digest.to_owned())
+    }
+
+    /// The repo digest podman recorded for a local image, if any.
+    async fn image_digest(&self, image: &str) -> Option<String> {
+        let mut cmd = self.podman();
+        cmd.args(["image", "inspect", "--format", "{{.Digest}}", image]);
+        let out = tokio::time::timeout(INSPECT_TIMEOUT, cmd.output()).await.ok()?.ok()?;
+        let d = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && d.starts_with("sha256:")).then_some(d)
+    }
+
+    fn insecure(&self, target: &str) -> bool {
+        is_loopback_registry(target.split('/').next().unwrap_or(target))
+    }
+
+    fn podman(&self) -> Command {
+        let mut cmd = Command::new(&self.cfg.program);
+        if let Some(conf) = &self.cfg.containers_conf {
+            cmd.env("CONTAINERS_CONF", conf);
+        }
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    fn git(&self, req: &BuildRequest, dir: Option<&Path>) -> Command {
+        let mut cmd = Command::new("git");
+        if let Some(d) = dir {
+            cmd.arg("-C").arg(d);
+        }
+        // Never wait on a prompt: a build has no terminal.
+        cmd.env("GIT_TERMINAL_PROMPT", "0")
+            .env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            )
+            .envs(req.git_env.iter().map(|(k, v)| (k, v)))
+            .envs(git_credentials(&req.source.repo, &req.credentials))
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// A podman auth file (mode 0600) in the build's scratch dir, when there are credentials.
+fn write_authfile(dir: &Path, credentials: &[crate::RegistryCredential]) -> Result<Option<PathBuf>, BuildError> {
+    if credentials.is_empty() {
+        return Ok(None);
+    }
+    let mut auths = serde_json::Map::new();
+    for c in credentials {
+        let token = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", c.username, c.password),
+        );
+        auths.insert(c.registry.clone(), serde_json::json!({ "auth": token }));
+    }
+    let path = dir.join("auth.json");
+    let text = serde_json::json!({ "auths": auths }).to_string();
+    let mut options = std::fs::OpenOptions::new();
+    std::os::unix::fs::OpenOptionsExt::mode(options.write(true).create_new(true), 0o600);
+    let written = options
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    written.map_err(|e| BuildError::Tool(format!("cannot write the build's auth file: {e}")))?;
+    Ok(Some(path))
+}
+
+/// Git configuration through the environment (not the argv, not the log) that sends the
+/// credential for an https repo's host.
+fn git_credentials(repo: &str, credentials: &[crate::RegistryCredential]) -> Vec<(String, String)> {
+    let Some(rest) = repo.strip_prefix("https://") else {
+        return Vec::new();
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let Some(c) = credentials.iter().find(|c| c.registry == host) else {
+        return Vec::new();
+    };
+    let token = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{}:{}", c.username, c.password),
+    );
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), format!("http.https://{host}/.extraHeader")),
+        ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {token}")),
+    ]
+}
+
+async fn run_tool(cmd: Command, log: &BuildLog, cancel: &CancellationToken) -> Result<Finished, BuildError> {
+    run(cmd, log, cancel).await.map_err(|e| match e {
+        RunError::Cancelled => BuildError::Cancelled,
+        other => BuildError::Tool(other.to_string()),
+    })
+}
+
+/// Where a ref name may live after a clone: a branch is a remote-tracking ref, a tag a tag, and
+/// anything else (a commit) is taken as written.
+fn ref_candidates(wanted: &str) -> Vec<String> {
+    if wanted == "HEAD" {
+        return vec!["HEAD".into()];
+    }
+    vec![
+        format!("refs/remotes/origin/{wanted}"),
+        format!("refs/tags/{wanted}"),
+        wanted.to_owned(),
+    ]
+}
+
+/// The final stage's `FROM` image (None for `scratch` or a stage name).
+pub fn final_base(dockerfile: &str) -> Option<String> {
+    let mut stages = Vec::new();
+    let mut base = None;
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let rest: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        let image = rest.first().map(|s| (*s).to_owned());
+        if let (Some(_), Some(as_kw), Some(name)) = (rest.first(), rest.get(1), rest.get(2))
+            && as_kw.eq_ignore_ascii_case("as")
+        {
+            stages.push((*name).to_owned());
+        }
+        base = image;
+    }
+    base.filter(|b| b != "scratch" && !stages.contains(b))
+}
+
+/// The step a failed podman build names (`building at STEP "RUN false"`), or its last STEP line.
+fn failed_step(lines: &[String]) -> String {
+    for l in lines.iter().rev() {
+        if let Some(rest) = l.split_once("building at STEP \"").map(|(_, r)| r)
+            && let Some((step, _)) = rest.split_once('"')
+        {
+            return step.to_owned();
+        }
+    }
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("STEP "))
+        .map_or_else(|| "the builder failed".to_owned(), |s| format!("STEP {s}"))
+}
+
+/// `host/ns/repo:tag` → `host/ns/repo` (a port's colon is not a tag).
+fn strip_tag(target: &str) -> &str {
+    match target.rsplit_once(':') {
+        Some((head, tag)) if !tag.contains('/') => head,
+        _ => target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_stage_base_is_found() {
+        assert_eq!(final_base("FROM a:1\nRUN x\n").as_deref(), Some("a:1"));
+        assert_eq!(
+            final_base("FROM --platform=linux/amd64 a:1 AS b\nFROM c\n").as_deref(),
+            Some("c")
+        );
+        assert_eq!(final_base("FROM a AS b\nFROM b\n"), None);
+        assert_eq!(final_base("FROM scratch\n"), None);
+    }
+
+    #[test]
+    fn the_failed_step_is_named() {
+        let lines = vec![
+            "STEP 2/3: RUN false".to_owned(),
+            "Error: building at STEP \"RUN false\": while running runtime: exit status 1".to_owned(),
+        ];
+        assert_eq!(failed_step(&lines), "RUN false");
+        assert_eq!(failed_step(&lines[..1]), "STEP 2/3: RUN false");
+    }
+
+    #[test]
+    fn tags_are_stripped_but_ports_kept() {
+        assert_eq!(strip_tag("127.0.0.1:5000/t/p:v1"), "127.0.0.1:5000/t/p");
+        assert_eq!(strip_tag("127.0.0.1:5000/t/p"), "127.0.0.1:5000/t/p");
+    }
+}

@@ -1,0 +1,262 @@
+//! Build figures for BENCHMARKS.md, against real parts (local registries, git, podman):
+//!
+//! 1. an `image`-source version of a ~5 MB image: pinned and copied into the platform registry
+//!    through the API (p50/p90 over fresh repositories, so every blob is sent);
+//! 2. Kato's overhead over the builder alone for a one-`RUN` Dockerfile: the API path (queue,
+//!    git clone, build, push, stored log) against `podman build` + `podman push` run directly;
+//! 3. 20 build requests at once with a limit of 2: the most ever running, and all finished.
+//!
+//! `cargo bench -p kato-server --bench builds`; under `cargo test` it runs a few samples.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use http_body_util::BodyExt;
+use kato_server::builds::BuildSettings;
+use kato_testkit::{GitRepo, TestRegistry, base_image, containers_conf};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    admin: String,
+    state: Arc<kato_server::AppState>,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn start(platform: &TestRegistry, concurrency: usize) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let config = kato_server::Config {
+            data_dir: dir.path().to_owned(),
+            listen: "127.0.0.1:7070".parse().unwrap(),
+            database_url: None,
+            public_url: None,
+            target: Some(kato_server::TargetKind::None),
+            kubeconfig: None,
+            builds: BuildSettings {
+                concurrency,
+                registry: Some(platform.host().parse().unwrap()),
+                ..BuildSettings::default()
+            },
+        };
+        let (state, token) = kato_server::prepare(&config).await.unwrap();
+        tokio::spawn(kato_server::builds::run_worker(
+            state.clone(),
+            kato_build::CancellationToken::new(),
+        ));
+        let api = Api {
+            router: kato_server::router(state.clone()),
+            admin: std::fs::read_to_string(token).unwrap().trim().to_owned(),
+            state,
+            _dir: dir,
+        };
+        api.call(Method::POST, "/teams", Some(json!({"name": "bench"}))).await;
+        api
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header("authorization", format!("Bearer {}", self.admin));
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    async fn wait(&self, plugin: &str, n: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let v = self
+                .call(
+                    Method::GET,
+                    &format!("/teams/bench/plugins/{plugin}/versions/{n}"),
+                    None,
+                )
+                .await;
+            if !matches!(v["status"].as_str(), Some("queued" | "building")) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{v}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn podman(args: &[&str]) {
+    let out = Command::new("podman")
+        .env("CONTAINERS_CONF", containers_conf())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn summary(times: &mut [Duration]) -> String {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms ({} samples)",
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(at(1.0)),
+        times.len()
+    )
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (copies, builds) = if benching { (30, 10) } else { (2, 1) };
+    let source = TestRegistry::start().await;
+    let platform = TestRegistry::start().await;
+
+    // 1. A ~5 MB image in a vendor registry, copied per version into the platform registry.
+    let ctx = tempfile::tempdir().unwrap();
+    let noise: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(ctx.path().join("blob"), noise).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}\nCOPY blob /blob\n", base_image()),
+    )
+    .unwrap();
+    let tag = format!("{}/vendor/five-mb:1", source.host());
+    podman(&["build", "--quiet", "-t", &tag, ctx.path().to_str().unwrap()]);
+    podman(&[
+        "push",
+        "--quiet",
+        "--tls-verify=false",
+        &tag,
+        &format!("docker://{tag}"),
+    ]);
+    let api = Api::start(&platform, 2).await;
+    let mut times = Vec::new();
+    for i in 0..copies {
+        let name = format!("copy{i}");
+        api.call(
+            Method::POST,
+            "/teams/bench/plugins",
+            Some(json!({"name": name, "kind": "general", "source": {"image": tag}})),
+        )
+        .await;
+        let started = Instant::now();
+        let v = api
+            .call(Method::POST, &format!("/teams/bench/plugins/{name}/versions"), None)
+            .await;
+        times.push(started.elapsed());
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    println!(
+        "image-source version, ~5 MB image pinned and copied: {}",
+        summary(&mut times)
+    );
+
+    // 2. One-RUN Dockerfile: the builder alone, then through Kato.
+    let mut alone = Vec::new();
+    for i in 0..builds {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {}\nRUN echo alone-{i}-{}\n", base_image(), std::process::id()),
+        )
+        .unwrap();
+        let target = format!("{}/bench/alone:v{i}", platform.host());
+        let started = Instant::now();
+        podman(&["build", "--quiet", "-t", &target, dir.path().to_str().unwrap()]);
+        podman(&[
+            "push",
+            "--quiet",
+            "--tls-verify=false",
+            &target,
+            &format!("docker://{target}"),
+        ]);
+        alone.push(started.elapsed());
+    }
+    let repo = GitRepo::new();
+    api.call(
+        Method::POST,
+        "/teams/bench/plugins",
+        Some(json!({"name": "built", "kind": "general", "source": {"dockerfile": {"repo": repo.url()}}})),
+    )
+    .await;
+    let mut through = Vec::new();
+    for i in 0..builds {
+        repo.write(
+            "Dockerfile",
+            &format!("FROM {}\nRUN echo kato-{i}-{}\n", base_image(), std::process::id()),
+        );
+        repo.commit("next");
+        let started = Instant::now();
+        let v = api
+            .call(Method::POST, "/teams/bench/plugins/built/versions", None)
+            .await;
+        let n = v["number"].as_u64().unwrap();
+        let v = api.wait("built", n).await;
+        through.push(started.elapsed());
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    let (a, k) = (summary(&mut alone), summary(&mut through));
+    let p50 = |t: &[Duration]| t[(t.len() - 1) / 2];
+    let overhead = ms(p50(&through)) - ms(p50(&alone));
+    println!("one-RUN Dockerfile, podman build + push alone: {a}");
+    println!("one-RUN Dockerfile through Kato (queue, clone, build, push, log): {k}");
+    println!(
+        "Kato overhead at p50: {overhead:.1} ms ({:.1} % of the wall time)",
+        overhead / ms(p50(&through)) * 100.0
+    );
+
+    // 3. 20 requests at once, limit 2.
+    let api = Arc::new(Api::start(&platform, 2).await);
+    let repo = GitRepo::new();
+    repo.write("Dockerfile", &format!("FROM {}\nRUN echo many\n", base_image()));
+    repo.commit("many");
+    api.call(
+        Method::POST,
+        "/teams/bench/plugins",
+        Some(json!({"name": "many", "kind": "general", "source": {"dockerfile": {"repo": repo.url()}}})),
+    )
+    .await;
+    let started = Instant::now();
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.call(Method::POST, "/teams/bench/plugins/many/versions", None).await })
+        })
+        .collect();
+    for r in requests {
+        r.await.unwrap();
+    }
+    let mut succeeded = 0;
+    for n in 1..=20 {
+        succeeded += u32::from(api.wait("many", n).await["status"] == "succeeded");
+    }
+    let peak = api.state.builds.peak_running.load(Ordering::Relaxed);
+    println!(
+        "20 build requests at once, limit 2: {succeeded}/20 succeeded, at most {peak} running, {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(peak <= 2 && succeeded == 20);
+}

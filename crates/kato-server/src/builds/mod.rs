@@ -1,0 +1,223 @@
+//! The build queue: Dockerfile versions are queued in the store and run by a worker in every
+//! server, with bounded concurrency, a per-build timeout, cancel, and leases so that a server
+//! that dies mid-build never leaves a version `building` for ever.
+
+pub mod local_registry;
+mod log;
+mod platform;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use kato_build::{Builder, CancellationToken};
+use kato_store::VersionKey;
+use tokio::sync::Notify;
+
+pub use platform::{PlatformRegistry, RegistryParseError};
+pub use worker::{fail_interrupted_builds, run_worker};
+
+/// How builds run; `kato serve` flags.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// Builds running at once in this server.
+    pub concurrency: usize,
+    /// A build still running after this is stopped and fails.
+    pub timeout: Duration,
+    /// How long a claim on a build holds without renewal (renewed every third of it).
+    pub lease: Duration,
+    /// Where built images are pushed and image sources copied; Dockerfile builds need one.
+    pub registry: Option<PlatformRegistry>,
+    /// The builder program.
+    pub builder: String,
+    /// With no `registry`, run `docker-registry` on this loopback address as the platform
+    /// registry (when it is installed).
+    pub local_registry: Option<std::net::SocketAddr>,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            timeout: Duration::from_secs(15 * 60),
+            lease: Duration::from_secs(30),
+            registry: None,
+            builder: "podman".into(),
+            local_registry: None,
+        }
+    }
+}
+
+/// Why a running build's token was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Cancelled,
+    Shutdown,
+}
+
+struct Running {
+    token: CancellationToken,
+    reason: Option<StopReason>,
+}
+
+/// The build queue's shared half: what handlers use to wake the worker and cancel builds.
+pub struct Builds {
+    pub settings: BuildSettings,
+    builder: Builder,
+    /// Names this server in the leases it holds.
+    owner: String,
+    wake: Notify,
+    running: Mutex<HashMap<VersionKey, Running>>,
+    /// Secrets that must never reach a stored log line.
+    secrets: Vec<String>,
+    /// Builds started since the server started (for metrics and tests).
+    pub peak_running: std::sync::atomic::AtomicUsize,
+}
+
+impl Builds {
+    pub fn new(settings: BuildSettings, data_dir: &std::path::Path, containers_conf: Option<PathBuf>) -> Self {
+        let authfile = settings
+            .registry
+            .as_ref()
+            .and_then(|r| r.write_authfile(data_dir).ok().flatten());
+        let secrets = settings
+            .registry
+            .as_ref()
+            .and_then(|r| r.password.clone())
+            .into_iter()
+            .collect();
+        let builder = Builder::new(kato_build::BuilderConfig {
+            work_dir: data_dir.join("builds"),
+            containers_conf,
+            authfile,
+            program: settings.builder.clone(),
+        });
+        Self {
+            settings,
+            builder,
+            owner: format!(
+                "{}-{}",
+                std::process::id(),
+                crate::auth::new_token().get(..12).unwrap_or("x")
+            ),
+            wake: Notify::new(),
+            running: Mutex::new(HashMap::new()),
+            secrets,
+            peak_running: Default::default(),
+        }
+    }
+
+    /// A version was queued: let the worker look.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops the build if this server runs it; true if it did.
+    pub fn cancel_local(&self, key: &VersionKey) -> bool {
+        self.stop(key, StopReason::Cancelled)
+    }
+
+    fn stop(&self, key: &VersionKey, reason: StopReason) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        match running.get_mut(key) {
+            Some(r) => {
+                r.reason.get_or_insert(reason);
+                r.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many builds this server runs now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// `registry[/namespace]/team/plugin:vN`: where a version's image is pushed.
+    pub fn target(&self, key: &VersionKey) -> Option<String> {
+        let r = self.settings.registry.as_ref()?;
+        let (team, plugin, n) = key;
+        Some(format!("{}/{team}/{plugin}:v{n}", r.prefix()))
+    }
+
+    /// Why a version's pinned image is gone from the platform registry, if it is (images
+    /// elsewhere are not checked: their registries may be slow or far).
+    pub async fn image_gone(&self, resolver: &kato_build::Resolver, image: Option<&str>) -> Option<String> {
+        let prefix = format!("{}/", self.settings.registry.as_ref()?.prefix());
+        let image = image.filter(|i| i.starts_with(&prefix))?;
+        let parsed: kato_model::ImageRef = image.parse().ok()?;
+        match resolver.resolve(&parsed).await {
+            Err(kato_build::ResolveError::NotFound { .. }) => Some(format!(
+                "image `{image}` is no longer in the platform registry: create a new version of the plug-in"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The team's credentials and the platform registry's, for a build or a copy.
+    pub async fn credentials_for(
+        &self,
+        store: &kato_store::Store,
+        team: &kato_model::TeamName,
+    ) -> Result<Vec<kato_build::RegistryCredential>, kato_store::StoreError> {
+        let mut out: Vec<kato_build::RegistryCredential> = store
+            .credential_secrets(team)
+            .await?
+            .into_iter()
+            .map(|s| kato_build::RegistryCredential {
+                registry: s.host,
+                username: s.username,
+                password: s.password,
+            })
+            .collect();
+        if let Some(r) = &self.settings.registry
+            && let (Some(u), Some(p)) = (&r.username, &r.password)
+        {
+            out.retain(|c| c.registry != r.host);
+            out.push(kato_build::RegistryCredential {
+                registry: r.host.clone(),
+                username: u.clone(),
+                password: p.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn redact(&self, line: &str) -> String {
+        let mut out = line.to_owned();
+        for s in &self.secrets {
+            if !s.is_empty() {
+                out = out.replace(s.as_str(), "********");
+            }
+        }
+        out
+    }
+}
+
+pub type SharedBuilds = Arc<Builds>;
+
+/// The forms a password may take in tool output: as given, and inside a basic-auth token.
+pub(crate) fn secret_forms(credentials: &[kato_build::RegistryCredential]) -> Vec<String> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    for c in credentials {
+        if c.password.is_empty() {
+            continue;
+        }
+        out.push(c.password.clone());
+        out.push(base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password)));
+    }
+    out
+}
+
+/// `line` with every secret replaced.
+pub(crate) fn scrub(line: &str, secrets: &[String]) -> String {
+    let mut out = line.to_owned();
+    for s in secrets {
+        out = out.replace(s.as_str(), "********");
+    }
+    out
+}
