@@ -5,6 +5,7 @@ pub mod api;
 pub mod apply;
 pub mod auth;
 pub mod cache;
+pub mod discovery;
 pub mod error;
 pub mod ops;
 pub mod state;
@@ -37,6 +38,8 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database: {0}")]
     Store(#[from] kato_store::StoreError),
+    #[error("cannot read or create the discovery key {path}: {source}")]
+    DiscoveryKey { path: PathBuf, source: std::io::Error },
     #[error("cannot write the admin token to {path}: {source}")]
     AdminToken { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source} (pick another address with --listen)")]
@@ -69,6 +72,20 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
             "versions left building by a previous run were marked failed"
         );
     }
+    let key_path = config.data_dir.join("discovery.key");
+    let key = discovery::TokenKey::load_or_create(&key_path).map_err(|source| StartError::DiscoveryKey {
+        path: key_path.clone(),
+        source,
+    })?;
+    let hashed = discovery::backfill_hashes(&store, &key).await?;
+    if hashed > 0 {
+        tracing::warn!(
+            hashed,
+            "discovery tokens are now derived from the discovery key: redeploy running components so their plug-ins get the new tokens"
+        );
+    }
+    let discovery = Arc::new(discovery::Discovery::new(key));
+    discovery::follow_changes(&store, discovery.clone()).await?;
     let public = config
         .public_url
         .clone()
@@ -78,6 +95,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         store,
         resolver: Resolver::new(ResolverConfig::default()),
         discovery_base_url: public.trim_end_matches('/').to_owned(),
+        discovery,
     };
     Ok((Arc::new(state), token_path))
 }
@@ -104,7 +122,7 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -145,6 +163,12 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    let discovery = state.discovery.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Long-polls answer at once instead of holding the shutdown for their whole wait.
+        discovery.hub.close();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

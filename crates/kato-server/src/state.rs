@@ -1,9 +1,13 @@
-//! What every handler shares: the store, the image resolver, the cache and rendering defaults.
+//! What every handler shares: the store, the image resolver, the cache, rendering defaults and
+//! discovery.
+
+use std::sync::Arc;
 
 use kato_build::Resolver;
 use kato_store::{Store, Tx};
 
 use crate::cache::Cache;
+use crate::discovery::Discovery;
 use crate::error::ApiResult;
 
 pub struct AppState {
@@ -12,6 +16,8 @@ pub struct AppState {
     pub cache: Cache,
     /// The base URL plug-ins use to reach the discovery API.
     pub discovery_base_url: String,
+    /// Discovery tokens and the live documents.
+    pub discovery: Arc<Discovery>,
 }
 
 impl AppState {
@@ -19,10 +25,14 @@ impl AppState {
         Ok(self.store.begin().await?)
     }
 
-    /// Commits and drops every cached read the write may have changed.
-    pub async fn commit(&self, tx: Tx) -> ApiResult<()> {
+    /// Commits, drops every cached read the write may have changed, and brings the discovery
+    /// documents it touched up to date (waking their long-polls, on every replica).
+    pub async fn commit(&self, mut tx: Tx) -> ApiResult<()> {
+        let touched = tx.touched().to_vec();
+        tx.notify_discovery().await?;
         tx.commit().await?;
         self.cache.invalidate();
+        self.discovery.hub.refresh(&self.store, &touched).await;
         Ok(())
     }
 }

@@ -7,10 +7,12 @@
 // First, so that its macros are in scope in the modules below.
 #[macro_use]
 mod support;
+mod discovery;
 mod installs;
 mod rows;
 mod transactions;
 
+use discovery::*;
 use installs::*;
 use kato_model::VersionStatus;
 use rows::*;
@@ -37,6 +39,10 @@ conformance! {
     concurrent_versions_get_distinct_numbers,
     reads_do_not_wait_for_writers,
     data_survives_reopening,
+    discovery_tokens_are_found_by_hash_and_rotate,
+    revisions_high_water_survives_reinstall,
+    acks_are_kept_per_pod_and_go_with_the_installation,
+    transactions_record_touched_installations,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {
