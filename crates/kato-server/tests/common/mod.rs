@@ -32,8 +32,16 @@ pub fn config(dir: &std::path::Path) -> Config {
 
 impl Server {
     pub async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, token_path) = kato_server::prepare(&config(dir.path())).await.unwrap();
+        Server::start_with(tempfile::tempdir().unwrap(), None).await
+    }
+
+    /// A server on its own data dir and, when given, that database instead of SQLite.
+    pub async fn start_with(dir: tempfile::TempDir, database_url: Option<String>) -> Server {
+        let config = Config {
+            database_url,
+            ..config(dir.path())
+        };
+        let (state, token_path) = kato_server::prepare(&config).await.unwrap();
         let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
         let registry = TestRegistry::start().await;
         Server {
