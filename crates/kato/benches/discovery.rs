@@ -246,7 +246,11 @@ async fn polling(t: &Target, n: usize, revision: u64) {
     for task in tasks {
         ms.push(task.await.unwrap());
     }
-    println!("polling every {}s: one change to {n} clients: {}", POLL_INTERVAL.as_secs(), percentiles(ms));
+    println!(
+        "polling every {}s: one change to {n} clients: {}",
+        POLL_INTERVAL.as_secs(),
+        percentiles(ms)
+    );
 }
 
 async fn start_server(dir: &std::path::Path) -> (ServerProcess, SocketAddr, u32) {
@@ -301,7 +305,10 @@ async fn main() {
     // Each watcher is a socket here and one in the server (its own process).
     let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
     rlimit::Resource::NOFILE.set(hard, hard).unwrap();
-    assert!(hard as usize > n + 100, "RLIMIT_NOFILE's hard limit {hard} is too low for {n} watchers");
+    assert!(
+        hard as usize > n + 100,
+        "RLIMIT_NOFILE's hard limit {hard} is too low for {n} watchers"
+    );
 
     let registry = TestRegistry::start().await;
     let image = registry.push_image("bench/mesh", "1").await.image.to_string();
@@ -314,14 +321,35 @@ async fn main() {
     let http = reqwest::Client::new();
     let api = format!("http://{addr}/api/v1");
     use reqwest::Method;
-    call(&http, &admin, Method::POST, &format!("{api}/teams"), json!({"name": "bench"})).await;
+    call(
+        &http,
+        &admin,
+        Method::POST,
+        &format!("{api}/teams"),
+        json!({"name": "bench"}),
+    )
+    .await;
     let spec = json!({"name": "mesh", "kind": "general", "source": {"image": image}, "config_groups": [
         {"name": "base", "injection": "discovery", "items": [{"name": "LEVEL", "default": "info"}]},
         {"name": "ports", "meta": "component-port", "injection": "discovery", "items": [{"name": "TIMEOUT", "default": "5s"}]}]});
     call(&http, &admin, Method::POST, &format!("{api}/teams/bench/plugins"), spec).await;
-    call(&http, &admin, Method::POST, &format!("{api}/teams/bench/plugins/mesh/versions"), json!(null)).await;
+    call(
+        &http,
+        &admin,
+        Method::POST,
+        &format!("{api}/teams/bench/plugins/mesh/versions"),
+        json!(null),
+    )
+    .await;
     let web = json!({"name": "web", "image": "nginx", "ports": [{"port": 80, "protocol": "http"}, {"port": 443, "protocol": "https"}]});
-    call(&http, &admin, Method::POST, &format!("{api}/teams/bench/components"), web).await;
+    call(
+        &http,
+        &admin,
+        Method::POST,
+        &format!("{api}/teams/bench/components"),
+        web,
+    )
+    .await;
     let i = call(
         &http,
         &admin,
