@@ -1,7 +1,7 @@
 //! Discovery state: token credentials, revisions that only grow, pods' acks, and the record of
 //! which installations a transaction touched.
 
-use kato_store::{AckRecord, AckStatus, InstallationKey};
+use kato_store::{AckRecord, AckStatus, DiscoveryEvent, InstallationKey};
 
 use crate::installs::seeded;
 use crate::support::*;
@@ -155,4 +155,39 @@ pub async fn transactions_record_touched_installations(db: Db) {
     touched.sort();
     assert_eq!(touched, ["a", "b"]);
     assert!(tx.touched().iter().all(|k| k.team == t && k.component == web));
+}
+
+pub async fn committed_changes_are_announced_to_listeners(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, web) = (team("t"), component_name("web"));
+    let Some(mut events) = store.listen_discovery().await.unwrap() else {
+        assert_eq!(db.kind, Kind::Sqlite, "only SQLite has no change feed (one process)");
+        return;
+    };
+    // A rolled-back change is not announced; the committed one after it is.
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &web, &installation("a", 1, 1), &cred("a"))
+        .await
+        .unwrap();
+    tx.notify_discovery().await.unwrap();
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &web, &installation("b", 1, 1), &cred("b"))
+        .await
+        .unwrap();
+    tx.notify_discovery().await.unwrap();
+    tx.commit().await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+        .await
+        .expect("the change is announced")
+        .unwrap();
+    assert_eq!(
+        got,
+        DiscoveryEvent::Changed(InstallationKey {
+            team: t,
+            component: web,
+            plugin: plugin_name("b"),
+        })
+    );
 }

@@ -43,6 +43,7 @@ conformance! {
     revisions_high_water_survives_reinstall,
     acks_are_kept_per_pod_and_go_with_the_installation,
     transactions_record_touched_installations,
+    committed_changes_are_announced_to_listeners,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {
