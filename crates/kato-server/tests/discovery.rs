@@ -592,3 +592,20 @@ async fn a_change_on_one_replica_wakes_waiters_on_another() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_stopping_server_answers_its_long_polls_at_once() {
+    let s = setup().await;
+    let tok = token(&s, "web", "mesh").await;
+    let r = revision(&s, &tok).await;
+    let router = s.router.clone();
+    let path = format!("{DOC}?revision={r}&wait=300");
+    let waiter = tokio::spawn(async move { send(router, Method::GET, &path, Some(&tok), None).await });
+    wait_for_watchers(&s, 1).await;
+    s.state.discovery.hub.close();
+    let a = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the long-poll ended with the server")
+        .unwrap();
+    assert_eq!((a.status, a.revision), (StatusCode::NOT_MODIFIED, Some(r)));
+}
