@@ -284,6 +284,7 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
                 .map(|r| r.installation.clone());
             let (after, _, created) = ops::install(
                 &mut tx,
+                &state.discovery.key,
                 team,
                 &c.name,
                 &d.plugin,

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod auth;
 pub mod builds;
 pub mod cache;
+pub mod discovery;
 pub mod error;
 pub mod ops;
 pub mod reconcile;
@@ -61,6 +62,8 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database: {0}")]
     Store(#[from] kato_store::StoreError),
+    #[error("cannot read or create the discovery key {path}: {source}")]
+    DiscoveryKey { path: PathBuf, source: std::io::Error },
     #[error("cannot write the admin token to {path}: {source}")]
     AdminToken { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source} (pick another address with --listen)")]
@@ -99,6 +102,20 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
             "versions left building by a previous run were marked failed"
         );
     }
+    let key_path = config.data_dir.join("discovery.key");
+    let key = discovery::TokenKey::load_or_create(&key_path).map_err(|source| StartError::DiscoveryKey {
+        path: key_path.clone(),
+        source,
+    })?;
+    let hashed = discovery::backfill_hashes(&store, &key).await?;
+    if hashed > 0 {
+        tracing::warn!(
+            hashed,
+            "discovery tokens are now derived from the discovery key: redeploy running components so their plug-ins get the new tokens"
+        );
+    }
+    let discovery = Arc::new(discovery::Discovery::new(key));
+    discovery::follow_changes(&store, discovery.clone()).await?;
     let public = config
         .public_url
         .clone()
@@ -141,6 +158,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         discovery_base_url: public.trim_end_matches('/').to_owned(),
         runtime,
         reconciler: reconcile::Reconciler::default(),
+        discovery,
     };
     let state = Arc::new(state);
     reconcile::spawn(&state);
@@ -268,6 +286,12 @@ pub async fn serve_on(
 ) -> Result<(), StartError> {
     let stop = kato_build::CancellationToken::new();
     let worker = tokio::spawn(builds::run_worker(state.clone(), stop.clone()));
+    let discovery = state.discovery.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Long-polls answer at once instead of holding the shutdown for their whole wait.
+        discovery.hub.close();
+    };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -5,9 +5,9 @@ use kato_model::{
     ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Provenance,
     Source, TeamName, Version, VersionStatus,
 };
-use kato_store::{InstallationRecord, Store, Tx, VersionRecord};
+use kato_store::{InstallationKey, InstallationRecord, Store, Tx, VersionRecord};
 
-use crate::auth::new_token;
+use crate::discovery::{TokenKey, document, same_content};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -153,8 +153,11 @@ pub async fn component_context(
 
 /// Installs or updates `plugin` on `component`. With `version` absent, a new installation takes
 /// the newest succeeded version and an existing one keeps its version, unless `to_latest`.
+/// A new installation gets a fresh discovery token and a revision above any it had before.
+#[allow(clippy::too_many_arguments)]
 pub async fn install(
     tx: &mut Tx,
+    tokens: &TokenKey,
     team: &TeamName,
     component: &ComponentName,
     plugin: &PluginName,
@@ -191,7 +194,7 @@ pub async fn install(
         .await?
         .ok_or_else(|| ApiError::invalid("version", format!("plug-in `{plugin}` has no version {number}")))?
         .version;
-    let inst = Installation::apply_request(
+    let mut inst = Installation::apply_request(
         current.map(|c| &c.installation),
         plugin,
         req,
@@ -200,9 +203,21 @@ pub async fn install(
         &ctx.downstream_refs(),
         &ctx.others(plugin),
     )?;
-    let token = current.map_or_else(new_token, |c| c.discovery_token.clone());
+    let credential = match current {
+        Some(c) => c.discovery.clone(),
+        None => {
+            // Revisions only grow, across an uninstall and a reinstall too.
+            inst.revision = tx.discovery_high_water(team, component, plugin).await? + 1;
+            let key = InstallationKey {
+                team: team.clone(),
+                component: component.clone(),
+                plugin: plugin.clone(),
+            };
+            tokens.new_credential(&key)
+        }
+    };
     if current.map(|c| &c.installation) != Some(&inst) {
-        tx.put_installation(team, component, &inst, &token).await?;
+        tx.put_installation(team, component, &inst, &credential).await?;
     }
     Ok((inst, version, current.is_none()))
 }
@@ -220,6 +235,7 @@ pub async fn put_component(tx: &mut Tx, team: &TeamName, spec: &ComponentSpec, c
         }
     }
     let existing = tx.get_component(team, &spec.name).await?;
+    let old = existing.as_ref().map(|c| c.spec.clone());
     let created = match existing {
         Some(_) if create_only => {
             return Err(ApiError::Conflict(format!(
@@ -237,17 +253,33 @@ pub async fn put_component(tx: &mut Tx, team: &TeamName, spec: &ComponentSpec, c
             true
         }
     };
-    if !created {
-        recheck_installations(tx, team, &spec.name).await?;
+    if let Some(old) = old {
+        recheck_installations(tx, team, &old).await?;
         for dependent in tx.components_depending_on(team, &spec.name).await? {
-            bump_downstream_revisions(tx, team, &dependent).await?;
+            bump_downstream_revisions(tx, team, &dependent, &old).await?;
         }
     }
     Ok(created)
 }
 
-async fn recheck_installations(tx: &mut Tx, team: &TeamName, name: &ComponentName) -> ApiResult<()> {
+/// The specs of `spec`'s dependencies as they are in the transaction.
+async fn dependencies(tx: &mut Tx, team: &TeamName, spec: &ComponentSpec) -> ApiResult<Vec<ComponentSpec>> {
+    let mut out = Vec::new();
+    for dep in &spec.depends_on {
+        if let Some(d) = tx.get_component(team, dep).await? {
+            out.push(d.spec);
+        }
+    }
+    Ok(out)
+}
+
+/// The component changed from `old`: its installations must still hold, and those whose
+/// discovery document changed (a port or a dependency added or removed) get a new revision.
+async fn recheck_installations(tx: &mut Tx, team: &TeamName, old: &ComponentSpec) -> ApiResult<()> {
+    let name = &old.name;
     let ctx = component_context(tx, team, name).await?;
+    let old_downstream = dependencies(tx, team, old).await?;
+    let old_downstream: Vec<&ComponentSpec> = old_downstream.iter().collect();
     for (r, version) in &ctx.installs {
         let plugin = &r.installation.plugin;
         let next = Installation::apply_request(
@@ -268,21 +300,42 @@ async fn recheck_installations(tx: &mut Tx, team: &TeamName, name: &ComponentNam
                 ),
             )
         })?;
+        let mut next = next;
+        let before = document(&r.installation, version, old, &old_downstream);
+        let after = document(&next, version, &ctx.spec, &ctx.downstream_refs());
+        if next.revision == r.installation.revision && !same_content(&before, &after) {
+            next.revision += 1;
+        }
         if next != r.installation {
-            tx.put_installation(team, name, &next, &r.discovery_token).await?;
+            tx.put_installation(team, name, &next, &r.discovery).await?;
         }
     }
     Ok(())
 }
 
-/// A dependency's ports changed: plug-ins serving downstream config see a new document.
-async fn bump_downstream_revisions(tx: &mut Tx, team: &TeamName, name: &ComponentName) -> ApiResult<()> {
+/// A dependency changed from `old`: plug-ins whose downstream entries changed see a new revision.
+async fn bump_downstream_revisions(
+    tx: &mut Tx,
+    team: &TeamName,
+    name: &ComponentName,
+    old: &ComponentSpec,
+) -> ApiResult<()> {
     let ctx = component_context(tx, team, name).await?;
-    for (r, version) in ctx.installs {
-        if version.spec.group(Meta::DownstreamPort).is_some() {
+    let before: Vec<&ComponentSpec> = ctx
+        .downstream
+        .iter()
+        .map(|d| if d.name == old.name { old } else { d })
+        .collect();
+    for (r, version) in &ctx.installs {
+        if version.spec.group(Meta::DownstreamPort).is_none() {
+            continue;
+        }
+        let a = document(&r.installation, version, &ctx.spec, &before);
+        let b = document(&r.installation, version, &ctx.spec, &ctx.downstream_refs());
+        if !same_content(&a, &b) {
             let mut next = r.installation.clone();
             next.revision += 1;
-            tx.put_installation(team, name, &next, &r.discovery_token).await?;
+            tx.put_installation(team, name, &next, &r.discovery).await?;
         }
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! What every handler shares: the store, the image resolver, the cache and rendering defaults.
+//! What every handler shares: the store, the image resolver, the cache, rendering defaults and
+//! discovery.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use kato_runtime::Runtime;
 use kato_store::{Store, Tx};
 
 use crate::cache::Cache;
+use crate::discovery::Discovery;
 use crate::error::ApiResult;
 use crate::reconcile::Reconciler;
 
@@ -22,6 +24,8 @@ pub struct AppState {
     pub reconciler: Reconciler,
     /// The build queue.
     pub builds: std::sync::Arc<crate::builds::Builds>,
+    /// Discovery tokens and the live documents.
+    pub discovery: Arc<Discovery>,
 }
 
 impl AppState {
@@ -29,11 +33,15 @@ impl AppState {
         Ok(self.store.begin().await?)
     }
 
-    /// Commits, drops every cached read the write may have changed, and wakes the reconciler so
-    /// deployed components pick the change up.
-    pub async fn commit(&self, tx: Tx) -> ApiResult<()> {
+    /// Commits, drops every cached read the write may have changed, brings the discovery
+    /// documents it touched up to date (waking their long-polls, on every replica), and wakes the
+    /// reconciler so deployed components pick the change up.
+    pub async fn commit(&self, mut tx: Tx) -> ApiResult<()> {
+        let touched = tx.touched().to_vec();
+        tx.notify_discovery().await?;
         tx.commit().await?;
         self.cache.invalidate();
+        self.discovery.hub.refresh(&self.store, &touched).await;
         self.reconciler.wake();
         Ok(())
     }

@@ -56,3 +56,9 @@ pub fn installation(i: &Installation, version: &Version) -> Value {
 pub fn installation_record(r: &InstallationRecord, version: &Version) -> Value {
     installation(&r.installation, version)
 }
+
+/// Adds what the plug-in's pods reported applying (see `discovery::pod_reports`).
+pub fn with_pods(mut v: Value, pods: Option<Value>) -> Value {
+    v["pods"] = pods.unwrap_or_else(|| Value::Array(Vec::new()));
+    v
+}

@@ -6,7 +6,7 @@ use sqlx::any::AnyExecutor;
 use crate::codec::{from_json, name, now, to_json};
 use crate::components::no_component;
 use crate::store::reads;
-use crate::{InstallationRecord, StoreError, Tx};
+use crate::{DiscoveryCredential, InstallationRecord, StoreError, Tx};
 
 reads! {
     fn get_installation(team: &TeamName, component: &ComponentName, plugin: &PluginName)
@@ -17,13 +17,13 @@ reads! {
     fn installations_of_plugin(team: &TeamName, plugin: &PluginName) -> Vec<(ComponentName, InstallationRecord)>;
 }
 
-type InstallationRow = (String, String, i64);
+type InstallationRow = (String, String, String, i64);
 
 fn installation(component: &str, plugin: &str, row: InstallationRow) -> Result<InstallationRecord, StoreError> {
-    let (doc, discovery_token, seq) = row;
+    let (doc, nonce, hash, seq) = row;
     Ok(InstallationRecord {
         installation: from_json(|| format!("installation of `{plugin}` on `{component}`"), &doc)?,
-        discovery_token,
+        discovery: DiscoveryCredential { nonce, hash },
         seq,
     })
 }
@@ -35,7 +35,7 @@ async fn get_installation<'e>(
     plugin: &PluginName,
 ) -> Result<Option<InstallationRecord>, StoreError> {
     let row: Option<InstallationRow> = sqlx::query_as(
-        "SELECT doc, discovery_token, seq FROM installations WHERE team = $1 AND component = $2 AND plugin = $3",
+        "SELECT doc, discovery_nonce, discovery_hash, seq FROM installations WHERE team = $1 AND component = $2 AND plugin = $3",
     )
     .bind(team.as_str())
     .bind(c.as_str())
@@ -45,13 +45,13 @@ async fn get_installation<'e>(
     row.map(|r| installation(c.as_str(), plugin.as_str(), r)).transpose()
 }
 
-async fn list_installations<'e>(
+pub(crate) async fn list_installations<'e>(
     e: impl AnyExecutor<'e>,
     team: &TeamName,
     c: &ComponentName,
 ) -> Result<Vec<InstallationRecord>, StoreError> {
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT plugin, doc, discovery_token, seq FROM installations WHERE team = $1 AND component = $2 \
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT plugin, doc, discovery_nonce, discovery_hash, seq FROM installations WHERE team = $1 AND component = $2 \
          ORDER BY seq, plugin",
     )
     .bind(team.as_str())
@@ -59,7 +59,7 @@ async fn list_installations<'e>(
     .fetch_all(e)
     .await?;
     rows.into_iter()
-        .map(|(plugin, doc, token, seq)| installation(c.as_str(), &plugin, (doc, token, seq)))
+        .map(|(plugin, doc, nonce, hash, seq)| installation(c.as_str(), &plugin, (doc, nonce, hash, seq)))
         .collect()
 }
 
@@ -68,8 +68,8 @@ pub(crate) async fn installations_of_plugin<'e>(
     team: &TeamName,
     plugin: &PluginName,
 ) -> Result<Vec<(ComponentName, InstallationRecord)>, StoreError> {
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT component, doc, discovery_token, seq FROM installations WHERE team = $1 AND plugin = $2 \
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT component, doc, discovery_nonce, discovery_hash, seq FROM installations WHERE team = $1 AND plugin = $2 \
          ORDER BY component",
     )
     .bind(team.as_str())
@@ -77,8 +77,8 @@ pub(crate) async fn installations_of_plugin<'e>(
     .fetch_all(e)
     .await?;
     rows.into_iter()
-        .map(|(c, doc, token, seq)| {
-            let record = installation(&c, plugin.as_str(), (doc, token, seq))?;
+        .map(|(c, doc, nonce, hash, seq)| {
+            let record = installation(&c, plugin.as_str(), (doc, nonce, hash, seq))?;
             Ok((name(&c)?, record))
         })
         .collect()
@@ -87,13 +87,14 @@ pub(crate) async fn installations_of_plugin<'e>(
 impl Tx {
     /// Installs `installation.plugin` on a component, or updates that installation. A first
     /// install takes the next place in the component's install order; an update keeps its
-    /// place. `NotFound` if the component or the version does not exist.
+    /// place. `NotFound` if the component or the version does not exist. The revision's
+    /// high-water mark follows (see [`Tx::discovery_high_water`]).
     pub async fn put_installation(
         &mut self,
         team: &TeamName,
         c: &ComponentName,
         installation: &Installation,
-        discovery_token: &str,
+        discovery: &DiscoveryCredential,
     ) -> Result<(), StoreError> {
         let plugin = &installation.plugin;
         // Also locks the component row on PostgreSQL, so concurrent installs on one component
@@ -125,10 +126,11 @@ impl Tx {
         let at = now();
         sqlx::query(
             "INSERT INTO installations \
-             (team, component, plugin, version, seq, doc, discovery_token, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             (team, component, plugin, version, seq, doc, discovery_nonce, discovery_hash, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
              ON CONFLICT (team, component, plugin) DO UPDATE SET version = excluded.version, \
-             doc = excluded.doc, discovery_token = excluded.discovery_token, updated_at = excluded.updated_at",
+             doc = excluded.doc, discovery_nonce = excluded.discovery_nonce, \
+             discovery_hash = excluded.discovery_hash, updated_at = excluded.updated_at",
         )
         .bind(team.as_str())
         .bind(c.as_str())
@@ -136,10 +138,13 @@ impl Tx {
         .bind(version)
         .bind(seq)
         .bind(to_json("an installation", installation)?)
-        .bind(discovery_token)
+        .bind(&discovery.nonce)
+        .bind(&discovery.hash)
         .bind(&at)
         .execute(self.conn())
         .await?;
+        self.raise_high_water(team, c, plugin, installation.revision).await?;
+        self.touch(team, c, plugin);
         Ok(())
     }
 
@@ -156,6 +161,7 @@ impl Tx {
             .bind(plugin.as_str())
             .execute(self.conn())
             .await?;
+        self.touch(team, c, plugin);
         Ok(done.rows_affected() > 0)
     }
 }

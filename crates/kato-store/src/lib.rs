@@ -13,6 +13,7 @@ mod codec;
 mod components;
 mod credentials;
 mod deployments;
+mod discovery;
 mod error;
 mod installations;
 mod plugins;
@@ -25,6 +26,7 @@ use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, 
 
 pub use codec::now;
 pub use credentials::{CredentialRecord, Secret};
+pub use discovery::{AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey};
 pub use error::StoreError;
 pub use store::{Store, Tx};
 pub use versions::VersionKey;
@@ -123,8 +125,8 @@ pub struct ComponentRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallationRecord {
     pub installation: Installation,
-    /// The secret the plug-in presents to the discovery API.
-    pub discovery_token: String,
+    /// What the plug-in's discovery token is derived from and checked against.
+    pub discovery: DiscoveryCredential,
     /// The install order on the component: assigned on first install, kept on every update.
     pub seq: i64,
 }

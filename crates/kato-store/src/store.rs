@@ -8,7 +8,10 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use kato_model::{ComponentName, PluginName, TeamName};
+
 use crate::Backend;
+use crate::discovery::InstallationKey;
 use crate::error::StoreError;
 use crate::readers::{Readers, set_pragmas};
 
@@ -36,6 +39,8 @@ struct Inner {
     /// Reads on SQLite.
     readers: Option<Readers>,
     backend: Backend,
+    /// The PostgreSQL URL, for connections outside the pool (LISTEN).
+    postgres_url: Option<String>,
     /// Serialises write transactions on SQLite, which allows one writer at a time anyway:
     /// waiting here costs no pool connection, and no transaction ever has to upgrade a read
     /// lock to a write lock (which SQLite answers with SQLITE_BUSY, not with waiting).
@@ -52,6 +57,7 @@ pub struct Tx {
     // before the writer lock is released.
     conn: Transaction<'static, Any>,
     backend: Backend,
+    touched: Vec<InstallationKey>,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
@@ -81,6 +87,7 @@ impl Store {
                 pool,
                 readers,
                 backend,
+                postgres_url: (backend == Backend::Postgres).then(|| url.clone()),
                 writer: Arc::new(Mutex::new(())),
             }),
         })
@@ -105,6 +112,7 @@ impl Store {
         Ok(Tx {
             conn,
             backend: inner.backend,
+            touched: Vec::new(),
             _writer: writer,
         })
     }
@@ -115,6 +123,10 @@ impl Store {
             readers.close().await;
         }
         self.inner.pool.close().await;
+    }
+
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        self.inner.postgres_url.as_deref()
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -134,6 +146,23 @@ impl Tx {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The installations this transaction wrote or removed so far, each once: after commit,
+    /// their discovery documents may have changed.
+    pub fn touched(&self) -> &[InstallationKey] {
+        &self.touched
+    }
+
+    pub(crate) fn touch(&mut self, team: &TeamName, component: &ComponentName, plugin: &PluginName) {
+        let key = InstallationKey {
+            team: team.clone(),
+            component: component.clone(),
+            plugin: plugin.clone(),
+        };
+        if !self.touched.contains(&key) {
+            self.touched.push(key);
+        }
     }
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {

@@ -129,10 +129,11 @@ async fn list_installations(
     let (team, component) = names(&team, &component)?;
     who.check_team(&team)?;
     let ctx = component_context(&mut &state.store, &team, &component).await?;
+    let mut pods = crate::discovery::pod_reports(&state.store, &team, &component).await?;
     Ok(Json(Value::Array(
         ctx.installs
             .iter()
-            .map(|(r, v)| views::installation_record(r, v))
+            .map(|(r, v)| views::with_pods(views::installation_record(r, v), pods.remove(&r.installation.plugin)))
             .collect(),
     )))
 }
@@ -155,7 +156,11 @@ async fn get_installation(
                 "plug-in `{plugin}` is not installed on component `{component}`"
             ))
         })?;
-    Ok(Json(views::installation_record(r, v)))
+    let mut pods = crate::discovery::pod_reports(&state.store, &team, &component).await?;
+    Ok(Json(views::with_pods(
+        views::installation_record(r, v),
+        pods.remove(&plugin),
+    )))
 }
 
 async fn put_installation(
@@ -169,7 +174,8 @@ async fn put_installation(
     who.check_team(&team)?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
-    let (inst, version, created) = ops::install(&mut tx, &team, &component, &plugin, &req, false).await?;
+    let (inst, version, created) =
+        ops::install(&mut tx, &state.discovery.key, &team, &component, &plugin, &req, false).await?;
     if let Some(why) = state.builds.image_gone(&state.resolver, version.image.as_deref()).await {
         return Err(ApiError::invalid(
             "version",
@@ -267,13 +273,19 @@ pub fn render_objects(
     sidecars: Option<SidecarMode>,
     redact_secrets: bool,
 ) -> ApiResult<kato_render::Rendered> {
+    let tokens: Vec<String> = ctx
+        .installs
+        .iter()
+        .map(|(r, _)| state.discovery.token(team, &ctx.spec.name, r))
+        .collect();
     let plugins = ctx
         .installs
         .iter()
-        .map(|(r, v)| PluginInstance {
+        .zip(&tokens)
+        .map(|((r, v), token)| PluginInstance {
             installation: &r.installation,
             version: v,
-            discovery_token: &r.discovery_token,
+            discovery_token: token,
         })
         .collect();
     let workload = Workload {

@@ -1,8 +1,10 @@
-//! The HTTP surface: `/api/v1` resources, health, metrics and the OpenAPI document.
+//! The HTTP surface: `/api/v1` resources, the discovery API plug-ins call, health, metrics and
+//! the OpenAPI document.
 
 mod builds;
 mod components;
 mod credentials;
+pub mod discovery;
 mod meta;
 mod plugins;
 mod runtime;
@@ -30,10 +32,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(credentials::routes())
         .merge(components::routes())
         .merge(runtime::routes())
+        .merge(discovery::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));
     Router::new()
         .nest("/api/v1", api)
         .merge(meta::routes())
+        .merge(discovery::plugin_routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(meta::count_requests))

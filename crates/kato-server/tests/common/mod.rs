@@ -89,6 +89,19 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path());
         config.target = Some(target);
+        Self::start_config(dir, config).await
+    }
+
+    /// A server on its own data dir and, when given, that database instead of SQLite.
+    pub async fn start_with(dir: tempfile::TempDir, database_url: Option<String>) -> Server {
+        let config = Config {
+            database_url,
+            ..config(dir.path())
+        };
+        Self::start_config(dir, config).await
+    }
+
+    async fn start_config(dir: tempfile::TempDir, config: Config) -> Server {
         let (state, token_path) = kato_server::prepare(&config).await.unwrap();
         let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
         let registry = TestRegistry::start().await;

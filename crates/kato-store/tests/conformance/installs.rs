@@ -41,7 +41,7 @@ pub async fn install_order_is_kept_on_update(db: Db) {
     let (t, web) = (team("t"), component_name("web"));
     let mut tx = store.begin().await.unwrap();
     for (p, token) in [("c", "tok-c"), ("a", "tok-a"), ("b", "tok-b")] {
-        tx.put_installation(&t, &web, &installation(p, 1, 1), token)
+        tx.put_installation(&t, &web, &installation(p, 1, 1), &cred(token))
             .await
             .unwrap();
     }
@@ -54,7 +54,7 @@ pub async fn install_order_is_kept_on_update(db: Db) {
     updated.enabled = false;
     updated.memory_mib = 256;
     let mut tx = store.begin().await.unwrap();
-    tx.put_installation(&t, &web, &updated, "tok-c2").await.unwrap();
+    tx.put_installation(&t, &web, &updated, &cred("tok-c2")).await.unwrap();
     tx.commit().await.unwrap();
     let after = store.list_installations(&t, &web).await.unwrap();
     assert_eq!(order(&after), ["c", "a", "b"]);
@@ -65,7 +65,7 @@ pub async fn install_order_is_kept_on_update(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!(got.installation, updated);
-    assert_eq!(got.discovery_token, "tok-c2");
+    assert_eq!(got.discovery.nonce, "tok-c2");
     assert_eq!(
         store
             .get_installation(&t, &component_name("db"), &plugin_name("c"))
@@ -78,7 +78,7 @@ pub async fn install_order_is_kept_on_update(db: Db) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx.delete_installation(&t, &web, &plugin_name("c")).await.unwrap());
     assert!(!tx.delete_installation(&t, &web, &plugin_name("c")).await.unwrap());
-    tx.put_installation(&t, &web, &installation("c", 1, 3), "tok-c3")
+    tx.put_installation(&t, &web, &installation("c", 1, 3), &cred("tok-c3"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -88,14 +88,14 @@ pub async fn install_order_is_kept_on_update(db: Db) {
     );
 
     let mut tx = store.begin().await.unwrap();
-    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), "tok-db-a")
+    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), &cred("tok-db-a"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let users = store.installations_of_plugin(&t, &plugin_name("a")).await.unwrap();
     let components: Vec<_> = users.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(components, ["db", "web"]);
-    assert_eq!(users[0].1.discovery_token, "tok-db-a");
+    assert_eq!(users[0].1.discovery.nonce, "tok-db-a");
 }
 
 pub async fn install_needs_component_and_version(db: Db) {
@@ -104,19 +104,19 @@ pub async fn install_needs_component_and_version(db: Db) {
     let t = team("t");
     let mut tx = store.begin().await.unwrap();
     let msg = assert_err!(
-        tx.put_installation(&t, &component_name("ghost"), &installation("a", 1, 1), "x")
+        tx.put_installation(&t, &component_name("ghost"), &installation("a", 1, 1), &cred("x"))
             .await,
         NotFound
     );
     assert!(msg.contains("component `ghost` does not exist"), "{msg}");
     let msg = assert_err!(
-        tx.put_installation(&t, &component_name("web"), &installation("a", 7, 1), "x")
+        tx.put_installation(&t, &component_name("web"), &installation("a", 7, 1), &cred("x"))
             .await,
         NotFound
     );
     assert!(msg.contains("plug-in `a` of team `t` has no version 7"), "{msg}");
     assert_err!(
-        tx.put_installation(&t, &component_name("web"), &installation("zz", 1, 1), "x")
+        tx.put_installation(&t, &component_name("web"), &installation("zz", 1, 1), &cred("x"))
             .await,
         NotFound
     );
@@ -138,10 +138,10 @@ pub async fn versions_and_plugins_in_use_are_refused(db: Db) {
     tx.insert_version(&t, &a, &plugin("a"), VersionStatus::Failed)
         .await
         .unwrap();
-    tx.put_installation(&t, &component_name("web"), &installation("a", 1, 1), "x")
+    tx.put_installation(&t, &component_name("web"), &installation("a", 1, 1), &cred("x"))
         .await
         .unwrap();
-    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), "y")
+    tx.put_installation(&t, &component_name("db"), &installation("a", 1, 1), &cred("y"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -176,13 +176,13 @@ pub async fn deleting_a_component_removes_its_installations(db: Db) {
     seeded(&store).await;
     let (t, web) = (team("t"), component_name("web"));
     let mut tx = store.begin().await.unwrap();
-    tx.put_installation(&t, &web, &installation("a", 1, 1), "x")
+    tx.put_installation(&t, &web, &installation("a", 1, 1), &cred("x"))
         .await
         .unwrap();
-    tx.put_installation(&t, &web, &installation("b", 1, 1), "y")
+    tx.put_installation(&t, &web, &installation("b", 1, 1), &cred("y"))
         .await
         .unwrap();
-    tx.put_installation(&t, &component_name("db"), &installation("b", 1, 1), "z")
+    tx.put_installation(&t, &component_name("db"), &installation("b", 1, 1), &cred("z"))
         .await
         .unwrap();
     tx.commit().await.unwrap();

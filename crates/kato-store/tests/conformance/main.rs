@@ -9,12 +9,14 @@
 mod support;
 mod builds;
 mod deployments;
+mod discovery;
 mod installs;
 mod rows;
 mod transactions;
 
 use builds::*;
 use deployments::*;
+use discovery::*;
 use installs::*;
 use kato_model::VersionStatus;
 use rows::*;
@@ -46,6 +48,11 @@ conformance! {
     a_lease_that_runs_out_is_reported,
     provenance_and_logs_are_kept_with_the_version,
     credentials_are_kept_per_team_and_listed_without_passwords,
+    discovery_tokens_are_found_by_hash_and_rotate,
+    revisions_high_water_survives_reinstall,
+    acks_are_kept_per_pod_and_go_with_the_installation,
+    transactions_record_touched_installations,
+    committed_changes_are_announced_to_listeners,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {

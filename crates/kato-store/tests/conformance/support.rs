@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kato_model::{ComponentName, ComponentSpec, Installation, PluginName, PluginSpec, TeamName};
-use kato_store::Store;
+use kato_store::{DiscoveryCredential, Store};
 use serde_json::json;
 use sqlx::{Connection, Executor};
 
@@ -172,4 +172,12 @@ macro_rules! assert_err {
             other => panic!("expected {}, got {other:?}", stringify!($variant)),
         }
     };
+}
+
+/// A discovery credential whose nonce and hash are both `s`.
+pub fn cred(s: &str) -> DiscoveryCredential {
+    DiscoveryCredential {
+        nonce: s.into(),
+        hash: format!("hash-{s}"),
+    }
 }

@@ -30,10 +30,10 @@ pub async fn rollback_leaves_everything_as_it_was(db: Db) {
     )
     .await
     .unwrap();
-    tx.put_installation(&t, &web, &installation("new", 1, 1), "tok")
+    tx.put_installation(&t, &web, &installation("new", 1, 1), &cred("tok"))
         .await
         .unwrap();
-    tx.put_installation(&t, &web, &installation("a", 1, 1), "tok-a")
+    tx.put_installation(&t, &web, &installation("a", 1, 1), &cred("tok-a"))
         .await
         .unwrap();
     tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Queued)
@@ -91,10 +91,11 @@ pub async fn domain_errors_leave_the_transaction_usable(db: Db) {
     );
     assert_err!(tx.delete_component(&t, &component_name("db")).await, InUse);
     assert_err!(
-        tx.put_installation(&t, &web, &installation("a", 5, 1), "x").await,
+        tx.put_installation(&t, &web, &installation("a", 5, 1), &cred("x"))
+            .await,
         NotFound
     );
-    tx.put_installation(&t, &web, &installation("a", 1, 1), "x")
+    tx.put_installation(&t, &web, &installation("a", 1, 1), &cred("x"))
         .await
         .unwrap();
     assert_err!(tx.delete_version(&t, &a, 1).await, InUse);
@@ -187,7 +188,7 @@ pub async fn data_survives_reopening(db: Db) {
     }
     tx.delete_version(&t, &p, 2).await.unwrap();
     tx.insert_component(&t, &component("web", &[])).await.unwrap();
-    tx.put_installation(&t, &web, &installation("p", 1, 1), "tok")
+    tx.put_installation(&t, &web, &installation("p", 1, 1), &cred("tok"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -199,7 +200,7 @@ pub async fn data_survives_reopening(db: Db) {
     assert!(store.token_by_hash("h").await.unwrap().is_some());
     assert_eq!(store.get_plugin(&t, &p).await.unwrap().unwrap().spec, plugin("p"));
     assert_eq!(
-        store.list_installations(&t, &web).await.unwrap()[0].discovery_token,
+        store.list_installations(&t, &web).await.unwrap()[0].discovery.nonce,
         "tok"
     );
     let mut tx = store.begin().await.unwrap();
