@@ -129,7 +129,7 @@ pub async fn reconcile(
                     return record(state, &d, d.applied_hash.as_deref(), Some(error)).await;
                 }
             };
-            let hash = hash(&rendered.to_yaml());
+            let hash = workload_hash(&rendered);
             if d.applied_hash.as_deref() == Some(hash.as_str()) {
                 return Ok(Some(d));
             }
@@ -157,9 +157,72 @@ async fn record(
     Ok(row)
 }
 
+/// What decides whether the engine must re-run the component: the rendered objects without the
+/// config-revision annotations. A change that only reaches plug-ins through discovery bumps the
+/// revision and nothing else, and must not restart their containers; the status reads the
+/// revision from the store.
+fn workload_hash(rendered: &kato_render::Rendered) -> String {
+    let mut objects = rendered.clone();
+    for o in &mut objects.objects {
+        let meta = match o {
+            kato_render::Object::Pod(p) => &mut p.metadata,
+            kato_render::Object::Deployment(d) => &mut d.metadata,
+            _ => continue,
+        };
+        if let Some(a) = meta.annotations.as_mut() {
+            a.retain(|k, _| !k.starts_with(REVISION_ANNOTATION));
+        }
+    }
+    hash(&objects.to_yaml())
+}
+
+const REVISION_ANNOTATION: &str = "revision.plugin.kato/";
+
 fn hash(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kato_render::{Object, Rendered};
+
+    use super::workload_hash;
+
+    fn pod(annotations: &[(&str, &str)]) -> Rendered {
+        let annotations: BTreeMap<String, String> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Rendered {
+            objects: vec![Object::Pod(Pod {
+                metadata: ObjectMeta {
+                    name: Some("web".into()),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })],
+        }
+    }
+
+    #[test]
+    fn a_new_config_revision_alone_does_not_redeploy() {
+        let before = pod(&[("version.plugin.kato/log", "1"), ("revision.plugin.kato/log", "3")]);
+        let after = pod(&[("version.plugin.kato/log", "1"), ("revision.plugin.kato/log", "4")]);
+        assert_eq!(workload_hash(&before), workload_hash(&after));
+    }
+
+    #[test]
+    fn a_new_version_redeploys() {
+        let before = pod(&[("version.plugin.kato/log", "1"), ("revision.plugin.kato/log", "3")]);
+        let after = pod(&[("version.plugin.kato/log", "2"), ("revision.plugin.kato/log", "3")]);
+        assert_ne!(workload_hash(&before), workload_hash(&after));
+    }
 }

@@ -82,7 +82,7 @@ async fn status(
 }
 
 /// The status body: the target's view of the component, the desired state, the last deploy's
-/// error, and each plug-in container's installed version and config revision.
+/// error, and each plug-in's installed version, config revision and discovery acks per pod.
 async fn view(
     state: &AppState,
     team: &TeamName,
@@ -104,6 +104,7 @@ async fn view(
         s.message = Some(e.clone());
     }
     let installs = state.store.list_installations(team, component).await?;
+    let mut acks = crate::discovery::pod_reports(&state.store, team, component).await?;
     let mut body = serde_json::to_value(&s).map_err(|e| ApiError::Internal(e.to_string()))?;
     for pod in body["pods"].as_array_mut().into_iter().flatten() {
         for ctr in pod["containers"].as_array_mut().into_iter().flatten() {
@@ -127,6 +128,8 @@ async fn view(
                 "version": i.installation.version,
                 "revision": i.installation.revision,
                 "enabled": i.installation.enabled,
+                // Per pod: the discovery revision the plug-in applied, and those it rejected.
+                "acks": acks.remove(&i.installation.plugin).unwrap_or_else(|| json!([])),
             })
         })
         .collect();
