@@ -89,3 +89,26 @@ fn awkward_values_survive() {
         .collect();
     assert_eq!(serde_json::Value::Array(docs), r.to_json());
 }
+
+#[test]
+fn awkward_commands_survive() {
+    // A shell script that starts with a line break is the usual way to write one in YAML (`|`).
+    for script in [
+        "\nwhile true; do echo hi; done\n",
+        "echo a\necho b",
+        " lead",
+        "- x",
+        "a: b",
+    ] {
+        let mut f = Fixture::load("general");
+        f.component.command = Some(serde_json::from_value(serde_json::json!(script)).unwrap());
+        for (mode, target) in COMBINATIONS {
+            let r = render(&f.workload(), &options(target, mode)).unwrap();
+            let yaml = r.to_yaml();
+            let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&yaml)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{e}\n{yaml}")))
+                .collect();
+            assert_eq!(serde_json::Value::Array(docs), r.to_json(), "{script:?}\n{yaml}");
+        }
+    }
+}

@@ -558,6 +558,7 @@ fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
 
 fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashMap<String, BTreeMap<String, String>>) {
     ctr.image_pull_policy = Some("Never".to_owned());
+    trim_leading_line_breaks(ctr);
     let mut known: HashMap<String, String> = HashMap::new();
     for var in ctr.env.iter_mut().flatten() {
         if let Some(v) = var.value.as_mut() {
@@ -573,6 +574,24 @@ fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashMap<String, 
     for from in ctr.env_from.iter_mut().flatten() {
         if let Some(r) = from.secret_ref.as_mut() {
             r.name = format!("{team}-{}", r.name);
+        }
+    }
+}
+
+/// podman 4.3 cannot play a pod with a command or argument that starts with a line break (its
+/// kind sorting fails with "did not find expected '-' indicator", whatever the YAML style). A
+/// script written as a YAML block (`|`) often starts with one; a shell reads the leading blank
+/// lines as nothing, so they are dropped from the script of a `sh -c` command. Any other
+/// leading line break is kept, and podman's refusal is reported as it is.
+fn trim_leading_line_breaks(ctr: &mut Container) {
+    let mut words: Vec<&mut String> = ctr.command.iter_mut().flatten().collect();
+    words.extend(ctr.args.iter_mut().flatten());
+    let shell = words.len() >= 3 && words[0].ends_with("sh") && words[1].as_str() == "-c";
+    if shell {
+        let script = &mut words[2];
+        let trimmed = script.trim_start_matches(['\n', '\r']);
+        if trimmed.len() != script.len() {
+            **script = trimmed.to_owned();
         }
     }
 }
@@ -1154,6 +1173,27 @@ fn pull_failure(pod: &str, all: &[&Container], failed: &str, image: &str, why: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_scripts_lose_their_leading_line_breaks_only() {
+        let mut ctr = Container {
+            command: Some(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "\n\nwhile true; do sleep 1; done\n".into(),
+            ]),
+            ..Default::default()
+        };
+        super::trim_leading_line_breaks(&mut ctr);
+        assert_eq!(ctr.command.unwrap()[2], "while true; do sleep 1; done\n");
+
+        let mut ctr = Container {
+            command: Some(vec!["printf".into(), "\nx".into()]),
+            ..Default::default()
+        };
+        super::trim_leading_line_breaks(&mut ctr);
+        assert_eq!(ctr.command.unwrap()[1], "\nx", "only a shell script is changed");
+    }
 
     #[test]
     fn syslog_warning_is_dropped() {
