@@ -52,10 +52,6 @@ pub fn choose_target(asked: Option<TargetKind>) -> TargetKind {
     })
 }
 
-/// The containers.conf Kato runs podman with (settings hosts without systemd or with cgroup v1
-/// need); written to the data dir so the binary works from anywhere.
-const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data dir {path}: {source}")]
@@ -125,7 +121,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         Some(c) => Some(PathBuf::from(c)),
         None => {
             let path = config.data_dir.join("containers.conf");
-            std::fs::write(&path, CONTAINERS_CONF).map_err(|source| StartError::DataDir {
+            std::fs::write(&path, kato_runtime::CONTAINERS_CONF).map_err(|source| StartError::DataDir {
                 path: path.clone(),
                 source,
             })?;

@@ -1,0 +1,159 @@
+//! From rendered objects to what podman 4 plays: podman secrets, expanded env, pod volumes.
+
+use super::*;
+
+/// What one deploy plays: the podman secrets (name, JSON data) and the pod.
+pub(crate) struct Plan {
+    pub secrets: Vec<(String, Vec<u8>)>,
+    pub pod: Pod,
+    /// The podman volumes of the pod's `emptyDir`s, named `{pod}-{volume}`.
+    pub volumes: Vec<String>,
+}
+
+/// Turns the objects rendered for podman into what podman 4 runs: Secrets become podman secrets
+/// named `{team}-{name}` holding the data as JSON (what `secretKeyRef` reads), `$(VAR)` references
+/// in env values are expanded (podman does not), images are pulled by Kato beforehand, and the pod
+/// notes its init containers.
+pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, RuntimeError> {
+    let mut secret_data: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let mut secrets = Vec::new();
+    let mut pod = None;
+    for object in &rendered.objects {
+        match object {
+            Object::Secret(s) => {
+                let name = format!("{}-{}", c.team, object.name());
+                let data = secret_strings(s);
+                let json: BTreeMap<&String, &k8s_openapi::ByteString> = s.data.iter().flat_map(|d| d.iter()).collect();
+                let bytes = serde_json::to_vec(&json).map_err(|e| RuntimeError::Engine {
+                    engine: ENGINE,
+                    message: format!("cannot encode secret {name}: {e}"),
+                })?;
+                secret_data.insert(object.name().to_owned(), data);
+                secrets.push((name, bytes));
+            }
+            Object::Pod(p) => pod = Some(p.clone()),
+            Object::Service(_) | Object::Deployment(_) => {}
+        }
+    }
+    let Some(mut pod) = pod else {
+        return Err(RuntimeError::Engine {
+            engine: ENGINE,
+            message: "the objects hold no Pod: render them for the podman target".to_owned(),
+        });
+    };
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.get_or_insert_with(Default::default);
+    // podman 4 plays an `emptyDir` as a named volume shared by every pod that uses the same
+    // name, and keeps it: name it after the pod, and deploys start it afresh.
+    let mut volumes = Vec::new();
+    let mut renamed = HashMap::new();
+    for v in spec.volumes.iter_mut().flatten() {
+        if v.empty_dir.is_some() {
+            let name = format!("{pod_name}-{}", v.name);
+            renamed.insert(v.name.clone(), name.clone());
+            v.name = name.clone();
+            volumes.push(name);
+        }
+    }
+    for ctr in spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
+    {
+        for m in ctr.volume_mounts.iter_mut().flatten() {
+            if let Some(n) = renamed.get(&m.name) {
+                m.name = n.clone();
+            }
+        }
+    }
+    let mut inits = Vec::new();
+    for ctr in spec.init_containers.iter_mut().flatten() {
+        inits.push(ctr.name.clone());
+        prepare_container(ctr, c.team, &secret_data);
+    }
+    for ctr in &mut spec.containers {
+        prepare_container(ctr, c.team, &secret_data);
+    }
+    let order: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
+    if !inits.is_empty() {
+        annotations.insert(INIT_ANNOTATION.to_owned(), inits.join(","));
+    }
+    annotations.insert(CONTAINERS_ANNOTATION.to_owned(), order.join(","));
+    Ok(Plan { secrets, pod, volumes })
+}
+
+pub(super) fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = s.string_data.clone().unwrap_or_default();
+    for (k, v) in s.data.iter().flat_map(|d| d.iter()) {
+        out.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
+    }
+    out
+}
+
+pub(super) fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashMap<String, BTreeMap<String, String>>) {
+    ctr.image_pull_policy = Some("Never".to_owned());
+    trim_leading_line_breaks(ctr);
+    let mut known: HashMap<String, String> = HashMap::new();
+    for var in ctr.env.iter_mut().flatten() {
+        if let Some(v) = var.value.as_mut() {
+            *v = expand_refs(v, &known);
+            known.insert(var.name.clone(), v.clone());
+        } else if let Some(r) = var.value_from.as_mut().and_then(|f| f.secret_key_ref.as_mut()) {
+            if let Some(value) = secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
+                known.insert(var.name.clone(), value.clone());
+            }
+            r.name = format!("{team}-{}", r.name);
+        }
+    }
+    for from in ctr.env_from.iter_mut().flatten() {
+        if let Some(r) = from.secret_ref.as_mut() {
+            r.name = format!("{team}-{}", r.name);
+        }
+    }
+}
+
+/// podman 4.3 cannot play a pod with a command or argument that starts with a line break (its
+/// kind sorting fails with "did not find expected '-' indicator", whatever the YAML style). A
+/// script written as a YAML block (`|`) often starts with one; a shell reads the leading blank
+/// lines as nothing, so they are dropped from the script of a `sh -c` command. Any other
+/// leading line break is kept, and podman's refusal is reported as it is.
+pub(super) fn trim_leading_line_breaks(ctr: &mut Container) {
+    let mut words: Vec<&mut String> = ctr.command.iter_mut().flatten().collect();
+    words.extend(ctr.args.iter_mut().flatten());
+    let shell = words.len() >= 3 && words[0].ends_with("sh") && words[1].as_str() == "-c";
+    if shell {
+        let script = &mut words[2];
+        let trimmed = script.trim_start_matches(['\n', '\r']);
+        if trimmed.len() != script.len() {
+            **script = trimmed.to_owned();
+        }
+    }
+}
+
+/// Kubernetes' dependent variables: `$(NAME)` becomes the value of an earlier variable of the
+/// container; `$$` escapes; unknown references stay as they are.
+pub(crate) fn expand_refs(value: &str, known: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("$(")
+            && let Some(end) = inner.find(')')
+            && let Some(v) = known.get(&inner[..end])
+        {
+            out.push_str(v);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}

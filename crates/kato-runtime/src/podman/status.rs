@@ -1,0 +1,240 @@
+//! podman's inspect answers → the component's status: container states, reasons, phases.
+
+use super::*;
+
+/// Restarts after which a failing container counts as crash-looping.
+pub(super) const CRASH_LOOP_RESTARTS: u32 = 3;
+
+/// One pod's status from `podman container inspect` of its containers.
+pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap<String, i32>) -> PodStatus {
+    let mut annotations = BTreeMap::new();
+    let mut containers = Vec::new();
+    let prefix = format!("{pod}-");
+    let mut inits: Vec<String> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
+    for d in details.iter().filter(|d| !d.is_infra) {
+        for (k, v) in &d.config.annotations {
+            if k.ends_with(".plugin.kato") || k.contains(".plugin.kato/") {
+                annotations.insert(k.clone(), v.clone());
+            }
+            if k == INIT_ANNOTATION {
+                inits = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            }
+            if k == CONTAINERS_ANNOTATION {
+                order = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            }
+        }
+    }
+    for d in details.into_iter().filter(|d| !d.is_infra) {
+        let name = d.name.strip_prefix(&prefix).unwrap_or(&d.name).to_owned();
+        let init = inits.contains(&name);
+        let last = last_exits.get(&name).copied();
+        containers.push(container_view(name, init, &d, last));
+    }
+    // Init containers podman removed after they succeeded.
+    let app_started = containers.iter().any(|c| !c.init && c.state != ContainerState::Waiting);
+    for name in &inits {
+        if !containers.iter().any(|c| &c.name == name) {
+            containers.push(ContainerStatus {
+                name: name.clone(),
+                role: role_of(name),
+                init: true,
+                state: if app_started {
+                    ContainerState::Terminated
+                } else {
+                    ContainerState::Unknown
+                },
+                ready: false,
+                restarts: 0,
+                exit_code: app_started.then_some(0),
+                reason: app_started.then(|| "Completed".to_owned()),
+                message: None,
+                image: None,
+            });
+        }
+    }
+    // Init containers first in their order, then the others in pod order.
+    containers.sort_by_key(|c| {
+        if c.init {
+            (0, inits.iter().position(|n| n == &c.name).unwrap_or(0))
+        } else {
+            (1, order.iter().position(|n| n == &c.name).unwrap_or(usize::MAX))
+        }
+    });
+    let phase = phase_of(&containers);
+    PodStatus {
+        name: pod.to_owned(),
+        phase,
+        annotations,
+        containers,
+    }
+}
+
+pub(super) fn role_of(name: &str) -> ContainerRole {
+    if name.starts_with("plugin-") {
+        ContainerRole::Plugin
+    } else {
+        ContainerRole::App
+    }
+}
+
+/// The exit code of a process killed by SIGKILL, which is how the kernel ends a container over its
+/// memory limit (podman does not always see the OOM event itself).
+pub(super) const SIGKILL_EXIT: i32 = 137;
+
+pub(super) fn container_view(name: String, init: bool, d: &CtrInspect, last_exit: Option<i32>) -> ContainerStatus {
+    let s = &d.state;
+    let (state, mut exit_code) = match s.status.as_str() {
+        "running" => (ContainerState::Running, None),
+        "created" | "configured" | "initialized" => (ContainerState::Waiting, None),
+        "exited" | "stopped" => (ContainerState::Terminated, Some(s.exit_code)),
+        _ => (ContainerState::Unknown, None),
+    };
+    if exit_code.is_none() && d.restart_count > 0 {
+        exit_code = last_exit;
+    }
+    let limited = d.host_config.memory > 0;
+    let oom = s.oom_killed || (limited && exit_code == Some(SIGKILL_EXIT));
+    // An init container that failed and is being retried still failed.
+    let init_failed = init && exit_code.is_some_and(|c| c != 0);
+    let reason = match state {
+        _ if init_failed => Some("InitFailed"),
+        ContainerState::Terminated if oom => Some("OOMKilled"),
+        ContainerState::Terminated if s.exit_code == 0 => Some("Completed"),
+        ContainerState::Terminated if d.restart_count >= CRASH_LOOP_RESTARTS => Some("CrashLoopBackOff"),
+        ContainerState::Terminated => Some("Error"),
+        ContainerState::Running | ContainerState::Unknown if oom => Some("OOMKilled"),
+        ContainerState::Running | ContainerState::Unknown if d.restart_count >= CRASH_LOOP_RESTARTS => {
+            Some("CrashLoopBackOff")
+        }
+        _ => None,
+    };
+    let message = match reason {
+        Some("OOMKilled") => Some(format!(
+            "the container used more than its memory limit ({} MiB) and was killed; restarted {} times",
+            d.host_config.memory / (1024 * 1024),
+            d.restart_count
+        )),
+        Some("CrashLoopBackOff") => Some(format!(
+            "the container keeps exiting (last exit code {}); restarted {} times",
+            exit_code.unwrap_or_default(),
+            d.restart_count
+        )),
+        Some("InitFailed") => Some(format!(
+            "the init container exited with code {}",
+            exit_code.unwrap_or_default()
+        )),
+        _ => (!s.error.is_empty()).then(|| s.error.clone()),
+    };
+    ContainerStatus {
+        role: role_of(&name),
+        name,
+        init,
+        state,
+        ready: state == ContainerState::Running,
+        restarts: d.restart_count,
+        exit_code,
+        reason: reason.map(str::to_owned),
+        message,
+        image: (!d.image_name.is_empty()).then(|| d.image_name.clone()),
+    }
+}
+
+pub(super) fn phase_of(containers: &[ContainerStatus]) -> String {
+    let main: Vec<&ContainerStatus> = containers.iter().filter(|c| !c.init).collect();
+    let phase = if main.iter().any(|c| c.state == ContainerState::Running) {
+        "Running"
+    } else if containers
+        .iter()
+        .any(|c| c.init && c.reason.as_deref() == Some("InitFailed"))
+        || (!main.is_empty()
+            && main
+                .iter()
+                .all(|c| c.state == ContainerState::Terminated && c.exit_code != Some(0)))
+    {
+        "Failed"
+    } else if !main.is_empty() && main.iter().all(|c| c.state == ContainerState::Terminated) {
+        "Succeeded"
+    } else {
+        "Pending"
+    };
+    phase.to_owned()
+}
+
+/// The component's state from its pods' containers.
+pub(crate) fn summarise(pods: Vec<PodStatus>) -> ComponentStatus {
+    if pods.is_empty() {
+        return ComponentStatus::stopped();
+    }
+    let all = || pods.iter().flat_map(|p| p.containers.iter());
+    let broken = all().find(|c| {
+        matches!(
+            c.reason.as_deref(),
+            Some("InitFailed" | "CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff")
+        ) || (c.reason.as_deref() == Some("OOMKilled") && c.restarts >= CRASH_LOOP_RESTARTS)
+            || (!c.init && c.state == ContainerState::Terminated && c.exit_code != Some(0))
+    });
+    let oom = all().find(|c| c.reason.as_deref() == Some("OOMKilled"));
+    let waiting = all().find(|c| !c.init && c.state != ContainerState::Running);
+    let (state, message) = if let Some(c) = broken {
+        let why = c.message.clone().or_else(|| c.reason.clone()).unwrap_or_default();
+        let what = c.reason.clone().unwrap_or_else(|| "Error".to_owned());
+        (
+            ComponentState::Failed,
+            Some(format!("container {}: {what}: {why}", c.name)),
+        )
+    } else if let Some(c) = waiting {
+        if c.state == ContainerState::Terminated {
+            let what = c.reason.clone().unwrap_or_else(|| "Error".to_owned());
+            (
+                ComponentState::Failed,
+                Some(format!("container {} stopped: {what}", c.name)),
+            )
+        } else {
+            (
+                ComponentState::Starting,
+                Some(format!("container {} is not running yet", c.name)),
+            )
+        }
+    } else if let Some(c) = oom {
+        (
+            ComponentState::Running,
+            Some(format!("container {} was OOMKilled and restarted", c.name)),
+        )
+    } else {
+        (ComponentState::Running, None)
+    };
+    ComponentStatus { state, message, pods }
+}
+
+/// The status of a component whose deploy could not pull an image.
+pub(super) fn pull_failure(pod: &str, all: &[&Container], failed: &str, image: &str, why: &str) -> ComponentStatus {
+    let containers = all
+        .iter()
+        .map(|c| {
+            let this = c.name == failed;
+            ContainerStatus {
+                name: c.name.clone(),
+                role: role_of(&c.name),
+                init: false,
+                state: ContainerState::Waiting,
+                ready: false,
+                restarts: 0,
+                exit_code: None,
+                reason: this.then(|| "ErrImagePull".to_owned()),
+                message: this.then(|| why.to_owned()),
+                image: c.image.clone(),
+            }
+        })
+        .collect();
+    ComponentStatus {
+        state: ComponentState::Failed,
+        message: Some(format!("container {failed}: ErrImagePull: cannot pull {image}: {why}")),
+        pods: vec![PodStatus {
+            name: pod.to_owned(),
+            phase: "Pending".to_owned(),
+            annotations: BTreeMap::new(),
+            containers,
+        }],
+    }
+}
