@@ -335,10 +335,12 @@ const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
 // `nc` closes its sending side when its input ends, and the server drops a request whose client
 // did so before the answer: so `http` keeps nc's input (a FIFO) open until nc has the answer and
 // exits, then ends the writer. It takes printf's arguments and leaves the answer in /tmp/resp.
+// `-w 30` (longer than the 20 s long-poll) bounds a connection that hangs, e.g. one opened while
+// the server was going down, so the loop always comes round again.
 const HTTP: &str = r#"trap 'exit 0' TERM
 mkfifo /tmp/in
 http() {
-  nc "$host" "$port" < /tmp/in > /tmp/resp 2>/tmp/err & np=$!
+  nc -w 30 "$host" "$port" < /tmp/in > /tmp/resp 2>/tmp/err & np=$!
   { printf "$@"; exec sleep 600; } > /tmp/in & sp=$!
   wait $np; kill $sp 2>/dev/null
 }
