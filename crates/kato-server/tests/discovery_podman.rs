@@ -19,26 +19,12 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
+#[path = "common/podman.rs"]
+mod podman_cli;
+
+use podman_cli::{checked, podman};
+
 const BASE: &str = "localhost/kato-e2e/busybox-full:1";
-const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf");
-
-fn podman(args: &[&str]) -> std::process::Output {
-    std::process::Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", CONF)
-        .output()
-        .expect("podman runs")
-}
-
-fn checked(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Imports busybox-static with every applet (`nc`, `sed`, `printf`…) as `BASE`, once per machine.
 fn base_image() {

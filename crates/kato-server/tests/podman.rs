@@ -12,26 +12,9 @@ use common::Server;
 use kato_runtime::TargetKind;
 use serde_json::{Value, json};
 
+use common::podman::{checked, podman};
+
 const BASE: &str = "localhost/kato-e2e/busybox";
-const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf");
-
-fn podman(args: &[&str]) -> std::process::Output {
-    std::process::Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", CONF)
-        .output()
-        .expect("podman runs")
-}
-
-fn checked(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Imports busybox-static as `BASE:1` and `BASE:2` (the same files plus a marker, so another
 /// digest), once per machine.

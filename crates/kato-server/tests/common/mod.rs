@@ -2,6 +2,8 @@
 //! router called in-process (no port bound).
 #![allow(dead_code)]
 
+pub mod podman;
+
 use std::sync::Arc;
 
 use axum::Router;
