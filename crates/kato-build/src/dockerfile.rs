@@ -103,15 +103,16 @@ impl Builder {
             });
         }
         let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
-        self.podman_build(req, &dockerfile, &context, authfile.as_deref(), log, cancel)
+        let image_id = self
+            .podman_build(req, scratch.path(), &dockerfile, &context, authfile.as_deref(), log, cancel)
             .await?;
         let base_image_digest = match &base_image {
             Some(b) => self.image_digest(b).await,
             None => None,
         };
-        let digest = self.push(req, scratch.path(), authfile.as_deref(), log, cancel).await?;
-        // Untag only: the image may be the cache of a build running beside this one.
-        let _ = self.podman().args(["untag", &req.target]).output().await;
+        let digest = self
+            .push(req, &image_id, scratch.path(), authfile.as_deref(), log, cancel)
+            .await?;
         let reference = format!("{}@{digest}", strip_tag(&req.target));
         log.line(format!("pushed {reference}"));
         Ok(Built {
@@ -194,22 +195,28 @@ impl Builder {
         Ok(commit)
     }
 
+    /// Builds without a tag and answers the image ID. Builds of identical content made side by
+    /// side (two versions, two replicas) share one image ID, and podman's read-modify-write of an
+    /// image's names can then drop one build's tag under the other; an ID cannot be lost that way.
+    #[allow(clippy::too_many_arguments)]
     async fn podman_build(
         &self,
         req: &BuildRequest,
+        scratch: &Path,
         dockerfile: &Path,
         context: &Path,
         authfile: Option<&Path>,
         log: &BuildLog,
         cancel: &CancellationToken,
-    ) -> Result<(), BuildError> {
+    ) -> Result<String, BuildError> {
+        let iidfile = scratch.join("image-id");
         let mut cmd = self.podman();
         cmd.arg("build")
             .arg("--layers")
             .arg("-f")
             .arg(dockerfile)
-            .arg("-t")
-            .arg(&req.target);
+            .arg("--iidfile")
+            .arg(&iidfile);
         if self.insecure(&req.target) {
             cmd.arg("--tls-verify=false");
         }
@@ -223,7 +230,15 @@ impl Builder {
         log.line(format!("building {} with {}", req.source.path, self.cfg.program));
         let done = run_tool(cmd, log, cancel).await?;
         if done.status.success() {
-            return Ok(());
+            let id = std::fs::read_to_string(&iidfile).unwrap_or_default();
+            let id = id.trim().trim_start_matches("sha256:");
+            if id.is_empty() {
+                return Err(BuildError::Tool(format!(
+                    "{} build succeeded but wrote no image ID",
+                    self.cfg.program
+                )));
+            }
+            return Ok(id.to_owned());
         }
         let last_lines: Vec<String> = done.tail.into_iter().collect();
         Err(BuildError::StepFailed {
@@ -235,6 +250,7 @@ impl Builder {
     async fn push(
         &self,
         req: &BuildRequest,
+        image_id: &str,
         scratch: &Path,
         authfile: Option<&Path>,
         log: &BuildLog,
@@ -253,7 +269,7 @@ impl Builder {
         if let Some(a) = authfile {
             cmd.arg("--authfile").arg(a);
         }
-        cmd.arg(&req.target).arg(format!("docker://{}", req.target));
+        cmd.arg(image_id).arg(format!("docker://{}", req.target));
         log.line(format!("pushing {}", req.target));
         let done = run_tool(cmd, log, cancel).await?;
         let digest = std::fs::read_to_string(&digest_file).unwrap_or_default();
