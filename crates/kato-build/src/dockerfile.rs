@@ -104,7 +104,15 @@ impl Builder {
         }
         let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
         let image_id = self
-            .podman_build(req, scratch.path(), &dockerfile, &context, authfile.as_deref(), log, cancel)
+            .podman_build(
+                req,
+                scratch.path(),
+                &dockerfile,
+                &context,
+                authfile.as_deref(),
+                log,
+                cancel,
+            )
             .await?;
         let base_image_digest = match &base_image {
             Some(b) => self.image_digest(b).await,

@@ -12,10 +12,7 @@
 //! (as it does for `DISCOVER_URL`); inside a secret value it is expanded in full.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use kato_model::{ConfigItem, ConfigValue, Injection, Meta, PluginSpec, Values};
 
 use crate::PluginInstance;
@@ -23,7 +20,7 @@ use crate::expand::expand_into;
 use crate::text::{Decimal, concat};
 
 pub(crate) const TOKEN_VAR: &str = "KATO_DISCOVERY_TOKEN";
-const REDACTED: &[u8] = b"<redacted>";
+const REDACTED: &str = "<redacted>";
 
 /// What the env of a plug-in container is built from, besides the installation itself.
 pub(crate) struct EnvContext<'a> {
@@ -34,22 +31,34 @@ pub(crate) struct EnvContext<'a> {
 }
 
 /// A plug-in container's env and the data of its Secret.
-pub(crate) struct PluginEnv {
-    pub env: Vec<EnvVar>,
-    pub secret_data: BTreeMap<String, ByteString>,
+pub(crate) struct PluginEnv<'v> {
+    pub env: Vec<Var<'v>>,
+    /// Sorted by key, values in clear.
+    pub secret_data: Vec<(&'v str, Cow<'v, str>)>,
 }
 
+/// One variable of a container's env: a plain value, or (`secret`) a reference to the key of
+/// that name in the plug-in's Secret, which holds `value`.
 pub(crate) struct Var<'v> {
-    name: &'v str,
-    value: Cow<'v, str>,
-    secret: bool,
+    pub name: &'v str,
+    pub value: Cow<'v, str>,
+    pub secret: bool,
 }
 
-/// Variables in order of first appearance; a handful of names, so a scan beats hashing. The
-/// buffer is reused from one plug-in to the next.
-struct Vars<'b, 'v>(&'b mut Vec<Var<'v>>);
+impl<'v> Var<'v> {
+    pub fn plain(name: &'v str, value: &'v str) -> Self {
+        Var {
+            name,
+            value: Cow::Borrowed(value),
+            secret: false,
+        }
+    }
+}
 
-impl<'v> Vars<'_, 'v> {
+/// Variables in order of first appearance; a handful of names, so a scan beats hashing.
+struct Vars<'v>(Vec<Var<'v>>);
+
+impl<'v> Vars<'v> {
     /// Sets a variable, keeping the position of an earlier one of that name; returns the
     /// variable it replaced.
     fn set(&mut self, name: &'v str, value: Cow<'v, str>, secret: bool) -> Option<Var<'v>> {
@@ -84,14 +93,8 @@ pub(crate) fn env_values<'v>(
         .filter_map(|item| Some((item, values.base.get(item.name.as_str()).or(item.default.as_ref())?)))
 }
 
-/// The env of `inst`'s container; secret-backed variables refer to the Secret `secret_name`.
-/// `scratch` is a buffer returned empty, kept to spare an allocation per plug-in.
-pub(crate) fn plugin_env<'v>(
-    ctx: &EnvContext<'v>,
-    inst: &PluginInstance<'v>,
-    secret_name: &str,
-    scratch: &mut Vec<Var<'v>>,
-) -> PluginEnv {
+/// The env of `inst`'s container and the data of its Secret.
+pub(crate) fn plugin_env<'v>(ctx: &EnvContext<'v>, inst: &'v PluginInstance<'v>) -> PluginEnv<'v> {
     let spec = &inst.version.spec;
     let plugin = inst.installation.plugin.as_str();
     let (team, component) = (ctx.team, ctx.component.name.as_str());
@@ -109,8 +112,8 @@ pub(crate) fn plugin_env<'v>(
     ]);
     let plugin_vars = || env_values(&inst.installation.values, spec);
 
-    scratch.clear();
-    let mut vars = Vars(scratch);
+    let items = spec.group(Meta::None).map_or(0, |g| g.items.len());
+    let mut vars = Vars(Vec::with_capacity(ctx.component.env.len() + 11 + items));
     for e in &ctx.component.env {
         vars.plain(e.name.as_str(), e.value.as_str());
     }
@@ -144,11 +147,11 @@ pub(crate) fn plugin_env<'v>(
         }
     }
     expand_plugin_vars(&mut vars, plugin_vars().map(|(i, _)| i.name.as_str()), &replaced);
-    finish(ctx.redact_secrets, inst, secret_name, vars)
+    finish(ctx.redact_secrets, inst, vars)
 }
 
 /// Expands every plug-in var against the unexpanded variables, then stores the results.
-fn expand_plugin_vars<'n>(vars: &mut Vars<'_, 'n>, names: impl Iterator<Item = &'n str>, replaced: &[Var<'_>]) {
+fn expand_plugin_vars<'n>(vars: &mut Vars<'n>, names: impl Iterator<Item = &'n str>, replaced: &[Var<'_>]) {
     let mut expanded: Vec<(&str, String)> = Vec::new();
     for name in names {
         let Some(own) = vars.get(name) else { continue };
@@ -181,39 +184,21 @@ fn expand_plugin_vars<'n>(vars: &mut Vars<'_, 'n>, names: impl Iterator<Item = &
     }
 }
 
-fn finish(redact: bool, inst: &PluginInstance<'_>, secret_name: &str, vars: Vars<'_, '_>) -> PluginEnv {
-    let secret_bytes = |value: &str| {
-        ByteString(if redact {
-            REDACTED.to_vec()
-        } else {
-            value.as_bytes().to_vec()
-        })
+fn finish<'v>(redact: bool, inst: &'v PluginInstance<'v>, vars: Vars<'v>) -> PluginEnv<'v> {
+    let clear = |value: Cow<'v, str>| if redact { Cow::Borrowed(REDACTED) } else { value };
+    let mut secret_data: Vec<(&'v str, Cow<'v, str>)> = Vec::with_capacity(2);
+    let mut put = |key: &'v str, value: Cow<'v, str>| match secret_data.binary_search_by(|(k, _)| (*k).cmp(key)) {
+        Ok(i) => secret_data[i].1 = value,
+        Err(i) => secret_data.insert(i, (key, value)),
     };
-    let mut secret_data = BTreeMap::new();
-    secret_data.insert(TOKEN_VAR.to_owned(), secret_bytes(inst.discovery_token));
-    let mut env = Vec::with_capacity(vars.0.len());
-    for var in vars.0.drain(..) {
-        let (value, value_from) = if var.secret {
-            secret_data.insert(var.name.to_owned(), secret_bytes(&var.value));
-            let from = EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    key: var.name.to_owned(),
-                    name: secret_name.to_owned(),
-                    optional: None,
-                }),
-                ..Default::default()
-            };
-            (None, Some(from))
-        } else {
-            (Some(var.value.into_owned()), None)
-        };
-        env.push(EnvVar {
-            name: var.name.to_owned(),
-            value,
-            value_from,
-        });
+    put(TOKEN_VAR, clear(Cow::Borrowed(inst.discovery_token)));
+    for var in vars.0.iter().filter(|v| v.secret) {
+        put(var.name, clear(var.value.clone()));
     }
-    PluginEnv { env, secret_data }
+    PluginEnv {
+        env: vars.0,
+        secret_data,
+    }
 }
 
 #[cfg(test)]

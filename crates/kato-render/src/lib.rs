@@ -10,10 +10,9 @@ mod error;
 mod expand;
 mod objects;
 mod options;
+mod plan;
 mod text;
 mod yaml;
-
-use std::collections::BTreeMap;
 
 use kato_model::{ComponentSpec, Installation, PluginKind, TeamName, Version, VersionStatus};
 
@@ -21,7 +20,6 @@ pub use error::RenderError;
 pub use expand::expand_vars;
 pub use objects::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_TEAM, Object};
 pub use options::{ParseOptionError, RenderOptions, SidecarMode, Target};
-use text::Decimal;
 
 /// An installation with the version it pins and its discovery token.
 #[derive(Debug, Clone, Copy)]
@@ -128,63 +126,11 @@ fn active_plugins<'w>(w: &'w Workload<'w>) -> Result<Vec<Active<'w>>, RenderErro
 
 /// Renders a component and its installations into Kubernetes objects (DESIGN §5).
 pub fn render(w: &Workload<'_>, opts: &RenderOptions) -> Result<Rendered, RenderError> {
-    let active = active_plugins(w)?;
-    let mode = opts.effective_sidecars();
-    let (team, component) = (w.team.as_str(), w.component);
-    let name = component.name.as_str();
-    let meta = objects::Meta::new(team, name, (opts.target == Target::Kubernetes).then_some(team));
-    let (volumes, mounts) = containers::volumes(component);
-    let ctx = env::EnvContext {
-        team,
-        component,
-        discovery_base_url: &opts.discovery_base_url,
-        redact_secrets: opts.redact_secrets,
-    };
+    Ok(plan::plan(w, opts)?.into_objects())
+}
 
-    let mut secrets = Vec::with_capacity(active.len());
-    let mut annotations = BTreeMap::new();
-    let kinds: Vec<PluginKind> = active.iter().map(|a| a.kind).collect();
-    let app = containers::app_container(component, &mounts);
-    let mut scratch = Vec::new();
-    let parts = containers::pod_containers(app, &kinds, mode, |i| {
-        let a = &active[i];
-        let plugin = a.inst.installation.plugin.as_str();
-        let secret_name = text::concat(&[name, "-plugin-", plugin]);
-        let penv = env::plugin_env(&ctx, a.inst, &secret_name, &mut scratch);
-        secrets.push(objects::secret(&meta, secret_name, penv.secret_data));
-        annotations.insert(
-            text::concat(&["version.plugin.kato/", plugin]),
-            Decimal::new(a.inst.version.number).as_str().to_owned(),
-        );
-        annotations.insert(
-            text::concat(&["revision.plugin.kato/", plugin]),
-            Decimal::new(a.inst.installation.revision).as_str().to_owned(),
-        );
-        containers::plugin_container(a.inst, a.image, penv.env, component, &mounts, mode)
-    });
-    secrets.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-
-    // Inbound takeover: the Service sends a port's traffic to the net plug-in's listen port.
-    let inbound = active.iter().find(|a| a.kind.handles_inbound());
-    let target_port = |port: u16| {
-        inbound
-            .and_then(|a| a.inst.installation.listen_ports.get(&port).copied())
-            .unwrap_or(port)
-    };
-    let service = objects::service(&meta, component, target_port);
-
-    let mut out: Vec<Object> = Vec::with_capacity(secrets.len() + 2);
-    out.extend(secrets.into_iter().map(Object::Secret));
-    out.extend(service.map(Object::Service));
-    out.push(match opts.target {
-        Target::Kubernetes => Object::Deployment(objects::deployment(&meta, component, annotations, parts, volumes)),
-        Target::Podman => Object::Pod(objects::pod(
-            &meta,
-            text::concat(&[team, "-", name]),
-            annotations,
-            parts,
-            volumes,
-        )),
-    });
-    Ok(Rendered { objects: out })
+/// The YAML of [`render`]'s objects (what [`Rendered::to_yaml`] gives), written straight from
+/// the model without building the objects: the manifests endpoint's path.
+pub fn render_yaml(w: &Workload<'_>, opts: &RenderOptions) -> Result<String, RenderError> {
+    Ok(yaml::write_plan(&plan::plan(w, opts)?))
 }

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kato_model::ComponentSpec;
 use serde::Serialize;
 
-use crate::containers::{PodContainers, protocol_name};
+use crate::containers::PodContainers;
+use crate::plan::ServicePortPlan;
 use crate::text::{Decimal, concat};
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -89,15 +89,6 @@ impl<'a> Meta<'a> {
     }
 }
 
-pub(crate) fn secret(meta: &Meta<'_>, name: String, data: BTreeMap<String, ByteString>) -> Secret {
-    Secret {
-        metadata: meta.object(name, None),
-        data: Some(data),
-        type_: Some("Opaque".to_owned()),
-        ..Default::default()
-    }
-}
-
 /// A Service port name: `{protocol}-{port}` when that is a valid IANA service name (≤ 15
 /// characters), else `p-{port}`.
 pub(crate) fn port_name(protocol: &str, port: u16) -> String {
@@ -110,35 +101,30 @@ pub(crate) fn port_name(protocol: &str, port: u16) -> String {
     }
 }
 
-/// The component's Service, when it has ports. `target_port` gives the port traffic goes to
-/// (an inbound net plug-in's listen port, or the port itself).
-pub(crate) fn service(meta: &Meta<'_>, component: &ComponentSpec, target_port: impl Fn(u16) -> u16) -> Option<Service> {
-    if component.ports.is_empty() {
-        return None;
-    }
-    let ports = component
-        .ports
-        .iter()
+/// The component's Service.
+pub(crate) fn service(meta: &Meta<'_>, name: &str, ports: Vec<ServicePortPlan>) -> Service {
+    let ports = ports
+        .into_iter()
         .map(|p| ServicePort {
-            name: Some(port_name(p.protocol.as_str(), p.port)),
+            name: Some(p.name),
             port: i32::from(p.port),
-            protocol: Some(protocol_name(p.protocol).to_owned()),
-            target_port: Some(IntOrString::Int(i32::from(target_port(p.port)))),
+            protocol: Some(p.protocol.to_owned()),
+            target_port: Some(IntOrString::Int(i32::from(p.target_port))),
             ..Default::default()
         })
         .collect();
-    Some(Service {
-        metadata: meta.object(component.name.as_str().to_owned(), None),
+    Service {
+        metadata: meta.object(name.to_owned(), None),
         spec: Some(ServiceSpec {
             ports: Some(ports),
             selector: Some(meta.selector()),
             ..Default::default()
         }),
         status: None,
-    })
+    }
 }
 
-fn pod_spec(parts: PodContainers, volumes: Vec<k8s_openapi::api::core::v1::Volume>) -> PodSpec {
+fn pod_spec(parts: PodContainers<Container>, volumes: Vec<k8s_openapi::api::core::v1::Volume>) -> PodSpec {
     PodSpec {
         containers: parts.containers,
         init_containers: (!parts.init_containers.is_empty()).then_some(parts.init_containers),
@@ -153,7 +139,7 @@ pub(crate) fn deployment(
     meta: &Meta<'_>,
     component: &ComponentSpec,
     annotations: BTreeMap<String, String>,
-    parts: PodContainers,
+    parts: PodContainers<Container>,
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
 ) -> Deployment {
     Deployment {
@@ -183,14 +169,10 @@ pub(crate) fn pod(
     meta: &Meta<'_>,
     name: String,
     annotations: BTreeMap<String, String>,
-    parts: PodContainers,
+    parts: PodContainers<Container>,
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
 ) -> Pod {
-    let restart = if parts.init_containers.is_empty() {
-        "Always"
-    } else {
-        "OnFailure"
-    };
+    let restart = pod_restart_policy(!parts.init_containers.is_empty());
     let mut spec = pod_spec(parts, volumes);
     spec.restart_policy = Some(restart.to_owned());
     Pod {
@@ -198,6 +180,11 @@ pub(crate) fn pod(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// podman 4.x restarts init containers of a pod whose restart policy is `Always`.
+pub(crate) fn pod_restart_policy(has_init_containers: bool) -> &'static str {
+    if has_init_containers { "OnFailure" } else { "Always" }
 }
 
 fn non_empty(m: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {

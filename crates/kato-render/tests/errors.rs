@@ -2,9 +2,10 @@
 
 mod common;
 
+use common::render;
 use common::{Fixture, options};
 use kato_model::VersionStatus;
-use kato_render::{RenderError, SidecarMode, Target, render};
+use kato_render::{RenderError, SidecarMode, Target};
 
 fn render_err(f: &Fixture) -> RenderError {
     render(&f.workload(), &options(Target::Kubernetes, SidecarMode::Native)).unwrap_err()

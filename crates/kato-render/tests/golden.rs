@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::render;
 use common::{COMBINATIONS, Fixture, GOLDEN, fixture_names, options};
-use kato_render::{SidecarMode, Target, render};
+use kato_render::{SidecarMode, Target};
 
 const KINDS: [&str; 6] = [
     "inbound-net",

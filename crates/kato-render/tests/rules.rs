@@ -4,12 +4,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::render;
 use common::{Fixture, options};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kato_render::{Object, Rendered, SidecarMode, Target, render};
+use kato_render::{Object, Rendered, SidecarMode, Target};
 
 const SYSTEM_AND_COMPAT: [&str; 11] = [
     "KATO_TEAM",

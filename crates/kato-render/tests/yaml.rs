@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::render;
 use common::{COMBINATIONS, Fixture, fixture_names, options};
-use kato_render::render;
 
 #[test]
 fn yaml_reads_back_as_the_objects() {

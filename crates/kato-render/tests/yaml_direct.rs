@@ -5,7 +5,7 @@ mod common;
 
 use common::{COMBINATIONS, Fixture, fixture_names, options};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use kato_render::{Object, Rendered, SidecarMode, Target, render};
+use kato_render::{Object, Rendered, SidecarMode, Target, render, render_yaml};
 
 fn assert_same(r: &Rendered, what: &str) {
     let direct = r.to_yaml();
@@ -27,6 +27,28 @@ fn every_fixture_writes_the_same_through_both_paths() {
         for (mode, target) in COMBINATIONS {
             let r = render(&f.workload(), &options(target, mode)).unwrap();
             assert_same(&r, &format!("{name} {mode} {target}"));
+        }
+    }
+}
+
+#[test]
+fn yaml_straight_from_the_model_is_the_objects_yaml() {
+    for name in fixture_names() {
+        let f = Fixture::load(&name);
+        for (mode, target) in COMBINATIONS {
+            for redact_secrets in [false, true] {
+                let opts = kato_render::RenderOptions {
+                    redact_secrets,
+                    ..options(target, mode)
+                };
+                let objects = render(&f.workload(), &opts).unwrap().to_yaml();
+                let direct = render_yaml(&f.workload(), &opts).unwrap();
+                let what = format!("{name} {mode} {target} redact={redact_secrets}");
+                if direct != objects {
+                    let line = direct.lines().zip(objects.lines()).position(|(a, b)| a != b);
+                    panic!("{what}: differ at line {line:?}\nfrom the model:\n{direct}\nfrom the objects:\n{objects}");
+                }
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::Object;
 
 mod direct;
 mod key;
+mod plan;
 mod scalar;
 
 /// How the objects are written: straight from their fields (the default), or through serde (to
@@ -40,6 +41,11 @@ pub(crate) fn to_yaml(objects: &[Object], writer: Writer) -> String {
         written.expect("Kubernetes objects are maps of strings, numbers and lists");
     }
     out
+}
+
+/// The YAML of a plan's objects, as [`to_yaml`] writes them.
+pub(crate) fn write_plan(p: &crate::plan::Plan<'_>) -> String {
+    plan::write(p)
 }
 
 /// Appends one YAML document (without a `---` line) for `value`.

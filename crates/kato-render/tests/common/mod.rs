@@ -98,3 +98,27 @@ pub const COMBINATIONS: [(SidecarMode, Target); 4] = [
     (SidecarMode::Native, Target::Podman),
     (SidecarMode::Classic, Target::Podman),
 ];
+
+/// [`kato_render::render`], checking on the way that [`kato_render::render_yaml`] writes the
+/// same YAML straight from the model (or fails with the same error): every test that renders
+/// checks both paths.
+pub fn render(w: &Workload<'_>, opts: &RenderOptions) -> Result<kato_render::Rendered, kato_render::RenderError> {
+    let objects = kato_render::render(w, opts);
+    let yaml = kato_render::render_yaml(w, opts);
+    match (&objects, &yaml) {
+        (Ok(r), Ok(y)) => {
+            let from_objects = r.to_yaml();
+            if &from_objects != y {
+                let line = y.lines().zip(from_objects.lines()).position(|(a, b)| a != b);
+                panic!("render_yaml differs at line {line:?}\nfrom the model:\n{y}\nfrom the objects:\n{from_objects}");
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        _ => panic!(
+            "render and render_yaml disagree: {:?} / {:?}",
+            objects.as_ref().map(|_| "objects"),
+            yaml.as_ref().map(|_| "yaml")
+        ),
+    }
+    objects
+}

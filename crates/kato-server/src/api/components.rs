@@ -253,6 +253,7 @@ async fn manifests(
     Ok(([(header::CONTENT_TYPE, "application/yaml")], body).into_response())
 }
 
+/// The component's objects for `target` as YAML, written straight from the model.
 pub fn render_yaml(
     state: &AppState,
     team: &TeamName,
@@ -261,7 +262,15 @@ pub fn render_yaml(
     sidecars: Option<SidecarMode>,
     redact_secrets: bool,
 ) -> ApiResult<String> {
-    Ok(render_objects(state, team, ctx, target, sidecars, redact_secrets)?.to_yaml())
+    with_workload(
+        state,
+        team,
+        ctx,
+        target,
+        sidecars,
+        redact_secrets,
+        kato_render::render_yaml,
+    )
 }
 
 /// The component's objects for `target`.
@@ -273,6 +282,19 @@ pub fn render_objects(
     sidecars: Option<SidecarMode>,
     redact_secrets: bool,
 ) -> ApiResult<kato_render::Rendered> {
+    with_workload(state, team, ctx, target, sidecars, redact_secrets, kato_render::render)
+}
+
+/// Runs `render` on the component's workload.
+fn with_workload<T>(
+    state: &AppState,
+    team: &TeamName,
+    ctx: &ops::ComponentContext,
+    target: Target,
+    sidecars: Option<SidecarMode>,
+    redact_secrets: bool,
+    render: impl FnOnce(&Workload<'_>, &RenderOptions) -> Result<T, kato_render::RenderError>,
+) -> ApiResult<T> {
     let tokens: Vec<String> = ctx
         .installs
         .iter()
@@ -300,5 +322,5 @@ pub fn render_objects(
         discovery_base_url: state.discovery_base_url.clone(),
         redact_secrets,
     };
-    kato_render::render(&workload, &options).map_err(|e| ApiError::invalid("component", e.to_string()))
+    render(&workload, &options).map_err(|e| ApiError::invalid("component", e.to_string()))
 }
