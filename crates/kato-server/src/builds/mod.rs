@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kato_build::{Builder, CancellationToken};
+use kato_build::{BuildLog, Builder, CancellationToken};
 use kato_store::VersionKey;
 use tokio::sync::Notify;
 
@@ -93,6 +93,7 @@ impl Builds {
             containers_conf,
             authfile,
             program: settings.builder.clone(),
+            retry: kato_build::RetryPolicy::default(),
         });
         Self {
             settings,
@@ -184,6 +185,25 @@ impl Builds {
             });
         }
         Ok(out)
+    }
+
+    /// A log for the version, stored line by line with the platform's and `secrets` scrubbed.
+    /// The writer ends once every clone of the log is dropped.
+    pub(crate) fn version_log(
+        self: &Arc<Self>,
+        store: &kato_store::Store,
+        key: &VersionKey,
+        secrets: Vec<String>,
+    ) -> (BuildLog, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let me = self.clone();
+        let writer = tokio::spawn(log::write_log(
+            store.clone(),
+            key.clone(),
+            move |l| scrub(&me.redact(l), &secrets),
+            rx,
+        ));
+        (BuildLog::new(tx), writer)
     }
 
     fn redact(&self, line: &str) -> String {
