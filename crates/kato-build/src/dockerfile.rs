@@ -9,7 +9,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::build_error::BuildError;
-use crate::process::{BuildLog, Finished, RunError, run};
+use crate::process::{BuildLog, Containment, Finished, RunError, run, tool};
 use crate::registry::is_loopback_registry;
 use crate::retry::{Attempt, RetryPolicy, retrying};
 
@@ -221,7 +221,9 @@ impl Builder {
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
         let iidfile = scratch.join("image-id");
-        let mut cmd = self.podman();
+        // Its RUN steps are containers, which leave podman's process group: only the PID
+        // namespace takes them down with the server.
+        let mut cmd = self.podman_contained(Containment::Namespace);
         cmd.arg("build")
             .arg("--layers")
             .arg("-f")
@@ -327,7 +329,11 @@ impl Builder {
     }
 
     fn podman(&self) -> Command {
-        let mut cmd = Command::new(&self.cfg.program);
+        self.podman_contained(Containment::DeathSignal)
+    }
+
+    fn podman_contained(&self, containment: Containment) -> Command {
+        let mut cmd = tool(&self.cfg.program, containment);
         if let Some(conf) = &self.cfg.containers_conf {
             cmd.env("CONTAINERS_CONF", conf);
         }
@@ -336,7 +342,7 @@ impl Builder {
     }
 
     fn git(&self, req: &BuildRequest, dir: Option<&Path>) -> Command {
-        let mut cmd = Command::new("git");
+        let mut cmd = tool("git", Containment::DeathSignal);
         if let Some(d) = dir {
             cmd.arg("-C").arg(d);
         }
