@@ -74,6 +74,9 @@ pub struct Builds {
     secrets: Vec<String>,
     /// Builds started since the server started (for metrics and tests).
     pub peak_running: std::sync::atomic::AtomicUsize,
+    /// Cancelled when the server begins to shut down: followed logs end then, instead of holding
+    /// the shutdown until their builds end.
+    pub stopping: CancellationToken,
 }
 
 impl Builds {
@@ -107,6 +110,7 @@ impl Builds {
             running: Mutex::new(HashMap::new()),
             secrets,
             peak_running: Default::default(),
+            stopping: CancellationToken::new(),
         }
     }
 
