@@ -67,14 +67,25 @@ impl Resolver {
         let from = self.client_for(src.resolve_registry());
         let to = self.client_for(dst.resolve_registry());
         to.store_auth_if_needed(dst.resolve_registry(), &dst_auth).await;
-        to.auth(&dst, &dst_auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(|e| dst_call.error(e))?;
+        self.retrying(|| async {
+            to.auth(&dst, &dst_auth, oci_client::RegistryOperation::Push)
+                .await
+                .map_err(|e| dst_call.attempt(e))
+        })
+        .await?;
 
-        let (bytes, digest) = from
-            .pull_manifest_raw(src, &src_auth, &ACCEPTED)
-            .await
-            .map_err(|e| src_call.error(e))?;
+        let pull_manifest = |reference: Reference| {
+            let (from, src_auth, src_call) = (&from, &src_auth, &src_call);
+            self.retrying(move || {
+                let reference = reference.clone();
+                async move {
+                    from.pull_manifest_raw(&reference, src_auth, &ACCEPTED)
+                        .await
+                        .map_err(|e| src_call.attempt(e))
+                }
+            })
+        };
+        let (bytes, digest) = pull_manifest(src.clone()).await?;
         let mut blobs_pushed = 0;
         let doc: Value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
             image: image.as_str().to_owned(),
@@ -86,21 +97,19 @@ impl Resolver {
                     continue;
                 };
                 let child_src = src.clone_with_digest(child_digest.to_owned());
-                let (child_bytes, _) = from
-                    .pull_manifest_raw(&child_src, &src_auth, &ACCEPTED)
-                    .await
-                    .map_err(|e| src_call.error(e))?;
+                let (child_bytes, _) = pull_manifest(child_src.clone()).await?;
                 let child_doc: Value = serde_json::from_slice(&child_bytes).unwrap_or_default();
                 blobs_pushed += self
                     .copy_blobs(&child_doc, &child_src, &dst, &src_call, &dst_call)
                     .await?;
                 let child_dst = dst.clone_with_digest(child_digest.to_owned());
-                push_manifest(&to, &child_dst, child_bytes, &child_doc, &dst_call).await?;
+                self.push_manifest(&to, &child_dst, child_bytes, &child_doc, &dst_call)
+                    .await?;
             }
         } else {
             blobs_pushed += self.copy_blobs(&doc, src, &dst, &src_call, &dst_call).await?;
         }
-        push_manifest(&to, &dst, bytes, &doc, &dst_call).await?;
+        self.push_manifest(&to, &dst, bytes, &doc, &dst_call).await?;
         let source_text = format!("{}/{}@{digest}", src.registry(), src.repository());
         let pinned_text = format!("{}/{}@{digest}", dst.registry(), dst.repository());
         tracing::debug!(image = %image, copy = %pinned_text, blobs_pushed, elapsed_ms = started.elapsed().as_millis(), "copied image");
@@ -135,40 +144,51 @@ impl Resolver {
         }
         let mut pushed = 0;
         for desc in descriptors {
-            if to.blob_exists(dst, &desc.digest).await.map_err(|e| dst_call.error(e))? {
+            let exists = self
+                .retrying(|| async { to.blob_exists(dst, &desc.digest).await.map_err(|e| dst_call.attempt(e)) })
+                .await?;
+            if exists {
                 continue;
             }
-            let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-            from.pull_blob(src, &desc, &mut data)
-                .await
-                .map_err(|e| src_call.error(e))?;
-            to.push_blob(dst, data, &desc.digest)
-                .await
-                .map_err(|e| dst_call.error(e))?;
+            // One attempt pulls and pushes: a failed transfer starts over from the source.
+            self.retrying(|| async {
+                let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+                from.pull_blob(src, &desc, &mut data)
+                    .await
+                    .map_err(|e| src_call.attempt(e))?;
+                to.push_blob(dst, data, &desc.digest)
+                    .await
+                    .map_err(|e| dst_call.attempt(e))
+            })
+            .await?;
             pushed += 1;
         }
         Ok(pushed)
     }
-}
 
-async fn push_manifest(
-    to: &oci_client::Client,
-    dst: &Reference,
-    bytes: bytes::Bytes,
-    doc: &Value,
-    call: &Call<'_>,
-) -> Result<(), ResolveError> {
-    let media_type = doc["mediaType"].as_str().unwrap_or(if doc["manifests"].is_array() {
-        ACCEPTED[1]
-    } else {
-        ACCEPTED[0]
-    });
-    let content_type = http::HeaderValue::from_str(media_type).map_err(|_| ResolveError::Registry {
-        image: call.image.to_owned(),
-        detail: format!("odd media type `{media_type}`"),
-    })?;
-    to.push_manifest_raw(dst, bytes, content_type)
-        .await
-        .map_err(|e| call.error(e))?;
-    Ok(())
+    async fn push_manifest(
+        &self,
+        to: &oci_client::Client,
+        dst: &Reference,
+        bytes: bytes::Bytes,
+        doc: &Value,
+        call: &Call<'_>,
+    ) -> Result<(), ResolveError> {
+        let media_type = doc["mediaType"].as_str().unwrap_or(if doc["manifests"].is_array() {
+            ACCEPTED[1]
+        } else {
+            ACCEPTED[0]
+        });
+        let content_type = http::HeaderValue::from_str(media_type).map_err(|_| ResolveError::Registry {
+            image: call.image.to_owned(),
+            detail: format!("odd media type `{media_type}`"),
+        })?;
+        self.retrying(|| async {
+            to.push_manifest_raw(dst, bytes.clone(), content_type.clone())
+                .await
+                .map_err(|e| call.attempt(e))
+        })
+        .await?;
+        Ok(())
+    }
 }

@@ -9,8 +9,9 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::build_error::BuildError;
-use crate::process::{BuildLog, Finished, RunError, run};
+use crate::process::{BuildLog, Containment, Finished, RunError, run, tool};
 use crate::registry::is_loopback_registry;
+use crate::retry::{Attempt, RetryPolicy, retrying};
 
 /// How the [`Builder`] runs its tools.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct BuilderConfig {
     pub authfile: Option<PathBuf>,
     /// The builder program (`podman`).
     pub program: String,
+    /// Retries of a push that failed on the network (never of a failed build step).
+    pub retry: RetryPolicy,
 }
 
 /// One build to run.
@@ -218,7 +221,9 @@ impl Builder {
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
         let iidfile = scratch.join("image-id");
-        let mut cmd = self.podman();
+        // Its RUN steps are containers, which leave podman's process group: only the PID
+        // namespace takes them down with the server.
+        let mut cmd = self.podman_contained(Containment::Namespace);
         cmd.arg("build")
             .arg("--layers")
             .arg("-f")
@@ -255,6 +260,8 @@ impl Builder {
         })
     }
 
+    /// Pushes the image; a push that failed on the network (the builder's last lines say so) is
+    /// tried again with the retry policy.
     async fn push(
         &self,
         req: &BuildRequest,
@@ -265,30 +272,47 @@ impl Builder {
         cancel: &CancellationToken,
     ) -> Result<String, BuildError> {
         let digest_file = scratch.join("digest");
-        let mut cmd = self.podman();
-        cmd.arg("push")
-            .arg("--format")
-            .arg("oci")
-            .arg("--digestfile")
-            .arg(&digest_file);
-        if self.insecure(&req.target) {
-            cmd.arg("--tls-verify=false");
-        }
-        if let Some(a) = authfile {
-            cmd.arg("--authfile").arg(a);
-        }
-        cmd.arg(image_id).arg(format!("docker://{}", req.target));
+        let registry = req.target.split('/').next().unwrap_or(&req.target);
         log.line(format!("pushing {}", req.target));
-        let done = run_tool(cmd, log, cancel).await?;
-        let digest = std::fs::read_to_string(&digest_file).unwrap_or_default();
-        let digest = digest.trim();
-        if !done.status.success() || !digest.starts_with("sha256:") {
-            return Err(BuildError::PushFailed {
-                target: req.target.clone(),
-                last_lines: done.tail.into_iter().collect(),
-            });
+        let attempt = || async {
+            let _ = std::fs::remove_file(&digest_file);
+            let mut cmd = self.podman();
+            cmd.arg("push")
+                .arg("--format")
+                .arg("oci")
+                .arg("--digestfile")
+                .arg(&digest_file);
+            if self.insecure(&req.target) {
+                cmd.arg("--tls-verify=false");
+            }
+            if let Some(a) = authfile {
+                cmd.arg("--authfile").arg(a);
+            }
+            cmd.arg(image_id).arg(format!("docker://{}", req.target));
+            let done = run_tool(cmd, log, cancel).await.map_err(Attempt::fatal)?;
+            let digest = std::fs::read_to_string(&digest_file).unwrap_or_default();
+            let digest = digest.trim();
+            if done.status.success() && digest.starts_with("sha256:") {
+                return Ok(digest.to_owned());
+            }
+            let last_lines: Vec<String> = done.tail.into_iter().collect();
+            let transient = (!done.status.success())
+                .then(|| network_failure(&last_lines))
+                .flatten()
+                .map(|why| format!("registry `{registry}` unreachable ({why})"));
+            Err(Attempt {
+                error: BuildError::PushFailed {
+                    target: req.target.clone(),
+                    last_lines,
+                },
+                transient,
+            })
+        };
+        tokio::select! {
+            pushed = retrying(&self.cfg.retry, Some(log), attempt) => pushed,
+            // Also while waiting to try again.
+            () = cancel.cancelled() => Err(BuildError::Cancelled),
         }
-        Ok(digest.to_owned())
     }
 
     /// The repo digest podman recorded for a local image, if any.
@@ -305,7 +329,11 @@ impl Builder {
     }
 
     fn podman(&self) -> Command {
-        let mut cmd = Command::new(&self.cfg.program);
+        self.podman_contained(Containment::DeathSignal)
+    }
+
+    fn podman_contained(&self, containment: Containment) -> Command {
+        let mut cmd = tool(&self.cfg.program, containment);
         if let Some(conf) = &self.cfg.containers_conf {
             cmd.env("CONTAINERS_CONF", conf);
         }
@@ -314,7 +342,7 @@ impl Builder {
     }
 
     fn git(&self, req: &BuildRequest, dir: Option<&Path>) -> Command {
-        let mut cmd = Command::new("git");
+        let mut cmd = tool("git", Containment::DeathSignal);
         if let Some(d) = dir {
             cmd.arg("-C").arg(d);
         }
@@ -434,6 +462,31 @@ fn failed_step(lines: &[String]) -> String {
         .map_or_else(|| "the builder failed".to_owned(), |s| format!("STEP {s}"))
 }
 
+/// What the builder's last lines say went wrong on the network, if that is why it failed:
+/// a refused or reset connection, a timeout, or a registry answering 429 or 5xx.
+fn network_failure(last_lines: &[String]) -> Option<&'static str> {
+    const SIGNS: [(&str, &str); 11] = [
+        ("connection refused", "connection refused"),
+        ("connection reset", "the connection was reset"),
+        ("i/o timeout", "i/o timeout"),
+        ("tls handshake timeout", "TLS handshake timeout"),
+        ("unexpected eof", "the connection was closed"),
+        ("too many requests", "HTTP 429 too many requests"),
+        ("bad gateway", "HTTP 502 bad gateway"),
+        ("service unavailable", "HTTP 503 service unavailable"),
+        ("gateway timeout", "HTTP 504 gateway timeout"),
+        ("unexpected http status: 5", "an HTTP 5xx status"),
+        ("status code from registry 5", "an HTTP 5xx status"),
+    ];
+    // The error is told last; earlier lines may be the builder's own retries or unrelated.
+    let error = last_lines.iter().rev().filter(|l| !l.trim().is_empty()).take(3);
+    let text = error.map(|l| l.to_ascii_lowercase()).collect::<Vec<_>>().join("\n");
+    SIGNS
+        .iter()
+        .find(|(sign, _)| text.contains(sign))
+        .map(|(_, words)| *words)
+}
+
 /// `host/ns/repo:tag` → `host/ns/repo` (a port's colon is not a tag).
 fn strip_tag(target: &str) -> &str {
     match target.rsplit_once(':') {
@@ -465,6 +518,34 @@ mod tests {
         ];
         assert_eq!(failed_step(&lines), "RUN false");
         assert_eq!(failed_step(&lines[..1]), "STEP 2/3: RUN false");
+    }
+
+    #[test]
+    fn only_network_failures_of_a_push_are_worth_another_attempt() {
+        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let refused = lines(&[
+            "Copying blob sha256:5dfb",
+            "Error: trying to reuse blob sha256:5dfb at destination: pinging container registry \
+             127.0.0.1:9: Get \"http://127.0.0.1:9/v2/\": dial tcp 127.0.0.1:9: connect: connection refused",
+        ]);
+        assert_eq!(network_failure(&refused), Some("connection refused"));
+        let unavailable = lines(&[
+            "Error: writing blob: initiating layer upload to /v2/t/p/blobs/uploads/ in 127.0.0.1:5000: \
+             received unexpected HTTP status: 503 Service Unavailable",
+        ]);
+        assert_eq!(network_failure(&unavailable), Some("HTTP 503 service unavailable"));
+        let ping = lines(&[
+            "Error: trying to reuse blob sha256:5dfb at destination: pinging container registry \
+             127.0.0.1:37891: invalid status code from registry 500 (Internal Server Error)",
+        ]);
+        assert_eq!(network_failure(&ping), Some("an HTTP 5xx status"));
+        let denied = lines(&[
+            "Error: writing blob: initiating layer upload to /v2/t/p/blobs/uploads/ in 127.0.0.1:5000: \
+             requested access to the resource is denied",
+        ]);
+        assert_eq!(network_failure(&denied), None);
+        let unauthorized = lines(&["Error: authenticating creds for \"127.0.0.1:5000\": unauthorized"]);
+        assert_eq!(network_failure(&unauthorized), None);
     }
 
     #[test]

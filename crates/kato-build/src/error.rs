@@ -6,6 +6,7 @@ use std::time::Duration;
 use oci_client::errors::{OciDistributionError, OciError, OciErrorCode};
 
 use crate::registry::is_loopback_registry;
+use crate::retry::Attempt;
 
 /// A failed resolution. `image` is the reference as the user wrote it; `registry` is its registry
 /// host (`docker.io` for `nginx`). No variant ever holds a password.
@@ -107,6 +108,29 @@ impl Call<'_> {
         }
     }
 
+    /// The error as a failed attempt: transient (worth another attempt) for connections refused,
+    /// reset or timed out and for HTTP 429, 502, 503 and 504; final for everything else.
+    pub(crate) fn attempt(&self, err: OciDistributionError) -> Attempt<ResolveError> {
+        let transient = transient(&err).map(|why| self.unreachable(&why));
+        Attempt {
+            error: self.error(err),
+            transient,
+        }
+    }
+
+    /// An attempt that got no answer within the timeout: worth another.
+    pub(crate) fn attempt_timed_out(&self) -> Attempt<ResolveError> {
+        Attempt {
+            error: self.timed_out(),
+            transient: Some(self.unreachable(&format!("no answer within {}", Human(self.timeout)))),
+        }
+    }
+
+    /// What a retry line says failed.
+    fn unreachable(&self, why: &str) -> String {
+        format!("registry `{}` unreachable ({why})", self.registry)
+    }
+
     pub(crate) fn timed_out(&self) -> ResolveError {
         ResolveError::Timeout {
             registry: self.registry.to_owned(),
@@ -183,6 +207,64 @@ impl Call<'_> {
             detail,
         }
     }
+}
+
+/// Why another attempt may succeed, in a few words; None when it cannot.
+fn transient(err: &OciDistributionError) -> Option<String> {
+    use OciDistributionError as E;
+    match err {
+        E::ServerError { code, .. } => transient_status(*code),
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests)
+            .then(|| "too many requests".to_owned()),
+        E::RequestError(e) => {
+            if e.is_timeout() {
+                return Some("timed out".to_owned());
+            }
+            if let Some(status) = e.status() {
+                return transient_status(status.as_u16());
+            }
+            transient_transport(e)
+        }
+        _ => None,
+    }
+}
+
+fn transient_status(code: u16) -> Option<String> {
+    let words = match code {
+        429 => "too many requests",
+        502 => "bad gateway",
+        503 => "service unavailable",
+        504 => "gateway timeout",
+        _ => return None,
+    };
+    Some(format!("HTTP {code} {words}"))
+}
+
+/// A refused, reset, aborted or timed-out connection somewhere in the error's causes.
+fn transient_transport(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use std::io::ErrorKind as K;
+    let mut current = e.source();
+    while let Some(cause) = current {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                K::ConnectionRefused | K::ConnectionReset | K::ConnectionAborted => {
+                    io_words(io.kind()).map(str::to_owned)
+                }
+                K::TimedOut => Some("timed out".to_owned()),
+                K::BrokenPipe | K::UnexpectedEof => Some("the connection was closed".to_owned()),
+                _ => None,
+            };
+        }
+        // hyper's own words for a connection the server closed mid-answer.
+        if cause.to_string().contains("connection closed before message completed") {
+            return Some("the connection was closed".to_owned());
+        }
+        current = cause.source();
+    }
+    None
 }
 
 /// The root cause of a transport failure in a few words (`connection refused`), without the URL.

@@ -6,7 +6,8 @@
 //! [`Resolver::resolve`] asks the image's registry (OCI distribution API) for the manifest digest of
 //! a tag, or checks that a digest exists, and answers `registry/repository@sha256:…`. Registries are
 //! reached over HTTPS, plain HTTP only on loopback; every call has a timeout; failures are
-//! [`ResolveError`]s that say what to do.
+//! [`ResolveError`]s that say what to do. Failures that may pass (a refused or reset connection, a
+//! timeout, HTTP 429/502/503/504) are retried with backoff ([`RetryPolicy`]); others never are.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod error;
 mod process;
 mod registry;
 mod resolve;
+mod retry;
 
 pub use build_error::BuildError;
 pub use copy::Copied;
@@ -25,4 +27,5 @@ pub use error::ResolveError;
 pub use process::BuildLog;
 pub use registry::{RegistryCredential, is_loopback_registry, protocol_for};
 pub use resolve::{Pinned, Resolver, ResolverConfig};
+pub use retry::RetryPolicy;
 pub use tokio_util::sync::CancellationToken;

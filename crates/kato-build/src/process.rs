@@ -1,8 +1,23 @@
 //! Running a build tool (git, podman) as its own process group: every output line goes to the
 //! build log, the last lines are kept for error messages, and cancel kills the whole group.
+//!
+//! No tool outlives the server, even one killed with SIGKILL (no destructor runs then). Tools are
+//! started through util-linux's `setpriv --pdeathsig KILL`, so the kernel kills them when the
+//! server goes; and the builder, whose `RUN` steps run in containers that leave its process group
+//! and session, is started as the first process of a PID namespace of its own
+//! (`unshare --pid --fork --mount-proc --kill-child`): when it dies, the kernel kills everything
+//! in that namespace, the containers' processes included. Both wrappers are programs, not code
+//! run between fork and exec, so the crate stays free of `unsafe`.
+//!
+//! The kernel sends the death signal when the *thread* that started the process exits, not the
+//! process. Tools are started from async tasks, which run on the runtime's worker threads (or the
+//! thread blocking on a current-thread runtime); those live as long as the runtime. Never start
+//! one from `spawn_blocking`, whose threads exit when idle and would take the tool with them.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
 
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -63,6 +78,91 @@ impl Drop for Group {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// How closely a tool is tied to the server's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Containment {
+    /// Killed when the server dies (`setpriv --pdeathsig KILL`).
+    DeathSignal,
+    /// Also its whole PID namespace, containers included (`unshare --pid … --kill-child`).
+    Namespace,
+}
+
+/// What this host allows, probed once: a PID namespace needs CAP_SYS_ADMIN, and both need
+/// util-linux's `setpriv` and `unshare`.
+fn host_allows() -> Option<Containment> {
+    static ALLOWED: OnceLock<Option<Containment>> = OnceLock::new();
+    *ALLOWED.get_or_init(|| {
+        let works = |args: &[&str]| {
+            std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let allowed = if works(&[
+            SETPRIV,
+            DEATH_SIGNAL[0],
+            DEATH_SIGNAL[1],
+            "--",
+            UNSHARE,
+            NAMESPACE[0],
+            NAMESPACE[1],
+            NAMESPACE[2],
+            NAMESPACE[3],
+            "--",
+            "true",
+        ]) {
+            Some(Containment::Namespace)
+        } else if works(&[SETPRIV, DEATH_SIGNAL[0], DEATH_SIGNAL[1], "--", "true"]) {
+            Some(Containment::DeathSignal)
+        } else {
+            None
+        };
+        match allowed {
+            Some(c) => tracing::debug!(containment = ?c, "build tools are tied to the server's life"),
+            None => tracing::warn!(
+                "neither `unshare --pid` nor `setpriv --pdeathsig` works here (install util-linux, run as \
+                 root for PID namespaces): build tools of a server killed mid-build may outlive it"
+            ),
+        }
+        allowed
+    })
+}
+
+const SETPRIV: &str = "setpriv";
+const DEATH_SIGNAL: [&str; 2] = ["--pdeathsig", "KILL"];
+const UNSHARE: &str = "unshare";
+const NAMESPACE: [&str; 4] = ["--pid", "--fork", "--mount-proc", "--kill-child=KILL"];
+
+/// A command for `program` that dies with the server, as closely as `wanted` and the host allow.
+/// A program that is not installed is started directly, so that starting it fails with its name.
+pub fn tool(program: &str, wanted: Containment) -> Command {
+    let allowed = host_allows();
+    if allowed.is_none() || on_path(program).is_none() {
+        return Command::new(program);
+    }
+    let mut cmd = Command::new(SETPRIV);
+    cmd.args(DEATH_SIGNAL).arg("--");
+    if wanted == Containment::Namespace && allowed == Some(Containment::Namespace) {
+        cmd.arg(UNSHARE).args(NAMESPACE).arg("--");
+    }
+    cmd.arg(program);
+    cmd
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program)).filter(|p| p.is_file());
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Lines a tool prints that say nothing about the build (podman on hosts without syslog).

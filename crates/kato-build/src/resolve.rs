@@ -10,17 +10,21 @@ use oci_client::client::ClientConfig;
 use oci_client::secrets::RegistryAuth;
 
 use crate::error::{Call, ResolveError};
+use crate::process::BuildLog;
 use crate::registry::{RegistryCredential, auth_for, protocol_for};
+use crate::retry::{Attempt, RetryPolicy, retrying};
 
 const USER_AGENT: &str = concat!("kato/", env!("CARGO_PKG_VERSION"));
 
 /// How the [`Resolver`] talks to registries.
 #[derive(Debug, Clone)]
 pub struct ResolverConfig {
-    /// Bound on one resolution, all its requests to the registry included (10 s by default).
+    /// Bound on one attempt at a resolution, all its requests to the registry included (10 s by default).
     pub timeout: Duration,
     /// Credentials per registry; references to other registries are resolved anonymously.
     pub credentials: Vec<RegistryCredential>,
+    /// Retries of calls that failed for a passing reason (connection refused, HTTP 503…).
+    pub retry: RetryPolicy,
 }
 
 impl Default for ResolverConfig {
@@ -28,6 +32,7 @@ impl Default for ResolverConfig {
         Self {
             timeout: Duration::from_secs(10),
             credentials: Vec::new(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -47,11 +52,14 @@ pub struct Pinned {
 #[derive(Clone)]
 pub struct Resolver {
     inner: Arc<Inner>,
+    /// Where retries are told, besides the server's own log.
+    log: Option<BuildLog>,
 }
 
 struct Inner {
     timeout: Duration,
     credentials: Vec<RegistryCredential>,
+    retry: RetryPolicy,
     /// One client per registry host: the protocol is decided per host, and a client remembers the
     /// first credentials it is given for a registry, so clients are never shared across registries.
     clients: Mutex<HashMap<String, Client>>,
@@ -63,8 +71,18 @@ impl Resolver {
             inner: Arc::new(Inner {
                 timeout: cfg.timeout,
                 credentials: cfg.credentials,
+                retry: cfg.retry,
                 clients: Mutex::new(HashMap::new()),
             }),
+            log: None,
+        }
+    }
+
+    /// The same resolver (clients and tokens shared) telling its retries in `log` too.
+    pub fn logging_to(&self, log: BuildLog) -> Resolver {
+        Resolver {
+            inner: self.inner.clone(),
+            log: Some(log),
         }
     }
 
@@ -83,18 +101,29 @@ impl Resolver {
         let started = Instant::now();
         tracing::debug!(image = %image, registry = call.registry, "resolving image");
 
-        let answer = tokio::time::timeout(self.inner.timeout, client.fetch_manifest_digest(reference, &auth)).await;
-        let outcome = match answer {
-            Err(_elapsed) => Err(call.timed_out()),
-            Ok(Err(e)) => Err(call.error(e)),
-            Ok(Ok(digest)) => pin(image, digest, &call),
-        };
+        let outcome = self
+            .retrying(|| async {
+                match tokio::time::timeout(self.inner.timeout, client.fetch_manifest_digest(reference, &auth)).await {
+                    Err(_elapsed) => Err(call.attempt_timed_out()),
+                    Ok(Err(e)) => Err(call.attempt(e)),
+                    Ok(Ok(digest)) => pin(image, digest, &call).map_err(Attempt::fatal),
+                }
+            })
+            .await;
         let elapsed_ms = started.elapsed().as_millis();
         match &outcome {
             Ok(pinned) => tracing::debug!(image = %image, pinned = %pinned.reference, elapsed_ms, "resolved image"),
             Err(e) => tracing::debug!(image = %image, error = %e, elapsed_ms, "could not resolve image"),
         }
         outcome
+    }
+
+    /// Runs one call with the resolver's retry policy.
+    pub(crate) async fn retrying<T, Fut>(&self, op: impl FnMut() -> Fut) -> Result<T, ResolveError>
+    where
+        Fut: Future<Output = Result<T, Attempt<ResolveError>>>,
+    {
+        retrying(&self.inner.retry, self.log.as_ref(), op).await
     }
 
     pub(crate) fn timeout(&self) -> Duration {

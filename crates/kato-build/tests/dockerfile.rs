@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use kato_build::{BuildError, BuildLog, BuildRequest, Builder, BuilderConfig, CancellationToken};
+use kato_build::{BuildError, BuildLog, BuildRequest, Builder, BuilderConfig, CancellationToken, RetryPolicy};
 use kato_model::plugin::DockerfileSource;
-use kato_testkit::{GitRepo, TestRegistry, base_image, containers_conf};
+use kato_testkit::{FlakyRegistry, GitRepo, TestRegistry, base_image, containers_conf};
 use tokio::sync::mpsc;
 
 struct Run {
@@ -18,6 +18,7 @@ fn builder(dir: &tempfile::TempDir) -> Builder {
         containers_conf: Some(containers_conf()),
         authfile: None,
         program: "podman".into(),
+        retry: RetryPolicy::default(),
     })
 }
 
@@ -169,6 +170,11 @@ async fn each_failure_says_what_went_wrong() {
         err.to_string().contains("build step failed: RUN echo broken-step"),
         "{err}"
     );
+    assert!(
+        !run.log.iter().any(|l| l.contains("retrying in")),
+        "a failed step is not retried: {:?}",
+        run.log
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,6 +187,54 @@ async fn a_push_the_registry_refuses_fails_as_a_push() {
         matches!(run.outcome, Err(BuildError::PushFailed { .. })),
         "{:?}",
         run.outcome
+    );
+    assert!(
+        !run.log.iter().any(|l| l.contains("retrying in")),
+        "a refused push is not retried: {:?}",
+        run.log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_to_a_registry_answering_503_is_retried_until_it_recovers() {
+    let registry = TestRegistry::start().await;
+    let proxy = FlakyRegistry::failing(registry.host(), 503).await;
+    let (repo, _, _) = repo_with_versions();
+    let dir = tempfile::tempdir().unwrap();
+    let b = builder(&dir);
+    let req = BuildRequest {
+        source: source(&repo, None),
+        target: format!("{}/team/flaky:v1", proxy.host()),
+        git_env: vec![],
+        credentials: vec![],
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(async move { b.build(&req, &BuildLog::new(tx), &cancel).await });
+    // The registry comes back once Kato said it will try again (podman's own retries say
+    // "retrying in" too, but never start with the registry).
+    let kato_retry = format!("registry `{}` unreachable (", proxy.host());
+    let mut log = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let Some(line) = tokio::time::timeout_at(deadline, rx.recv())
+        .await
+        .expect("the build goes on")
+    {
+        if line.starts_with(&kato_retry) {
+            proxy.recover();
+        }
+        log.push(line);
+    }
+    let built = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the build ends")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    let retry = log.iter().find(|l| l.starts_with(&kato_retry)).unwrap();
+    assert!(retry.ends_with("(attempt 2 of 4)"), "{retry}");
+    assert_eq!(
+        registry.registry_digest("team/flaky", "v1").await.as_deref(),
+        Some(built.digest.as_str())
     );
 }
 

@@ -283,10 +283,13 @@ pub async fn serve_on(
     let stop = kato_build::CancellationToken::new();
     let worker = tokio::spawn(builds::run_worker(state.clone(), stop.clone()));
     let discovery = state.discovery.clone();
+    let stopping = state.builds.stopping.clone();
     let shutdown = async move {
         shutdown.await;
-        // Long-polls answer at once instead of holding the shutdown for their whole wait.
+        // Long-polls answer at once instead of holding the shutdown for their whole wait, and
+        // followed logs end (their builds are stopped only once the server has shut down).
         discovery.hub.close();
+        stopping.cancel();
     };
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

@@ -413,15 +413,18 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     // The team's credentials for the image's registry need a resolver of their own.
     let credentials = state.builds.credentials_for(&state.store, team).await?;
     let registry = image.reference().registry().to_owned();
-    let own;
+    // Retries of a registry that failed for a passing reason are told in the version's log.
+    let (log, writer) = state
+        .builds
+        .version_log(&state.store, &key, crate::builds::secret_forms(&credentials));
     let resolver = if credentials.iter().any(|c| c.registry == registry) {
-        own = kato_build::Resolver::new(kato_build::ResolverConfig {
+        kato_build::Resolver::new(kato_build::ResolverConfig {
             credentials,
             ..kato_build::ResolverConfig::default()
-        });
-        &own
+        })
+        .logging_to(log)
     } else {
-        &state.resolver
+        state.resolver.logging_to(log)
     };
     // With a platform registry, running components pull only from it: copy the image there.
     let outcome = match state.builds.target(&key) {
@@ -442,6 +445,8 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
             (p.reference, provenance)
         }),
     };
+    drop(resolver);
+    let _ = writer.await;
     let mut tx = state.begin().await?;
     match &outcome {
         Ok((reference, provenance)) => {

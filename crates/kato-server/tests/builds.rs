@@ -336,3 +336,73 @@ async fn private_base_images_need_the_teams_credential_which_never_shows() {
     assert_eq!(v["provenance"]["base_image"], base);
     assert!(!log(&s, "private", 2, false).await.contains("right-pass-123"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followed_log_ends_when_the_server_shuts_down() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = kato_testkit::TestRegistry::start().await;
+    let mut cfg = common::config(dir.path());
+    cfg.builds.registry = Some(format!("{}/platform", registry.host()).parse().unwrap());
+    let (state, token_path) = kato_server::prepare(&cfg).await.unwrap();
+    let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(kato_server::serve_on(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let s = Server {
+        router: kato_server::router(state.clone()),
+        state,
+        admin: admin.clone(),
+        registry,
+        dir,
+    };
+    s.team("demo").await;
+    let slow = repo("RUN echo follow-me-started && sleep 300\n");
+    plugin_from(&s, "slow", &slow).await;
+    new_version(&s, "slow").await;
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/teams/demo/plugins/slow/versions/1/log?follow=true HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {admin}\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The step's own output, not the STEP line that names it.
+    while !String::from_utf8_lossy(&seen).contains(" follow-me-started\n") {
+        let n = tokio::time::timeout(Duration::from_secs(120), conn.read(&mut buf))
+            .await
+            .expect("the build's output is followed")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the stream stays open while the build runs: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    stop.send(()).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.map(|_| rest)
+    })
+    .await
+    .expect("the followed log ends when the server shuts down")
+    .unwrap();
+    seen.extend_from_slice(&rest);
+    assert!(
+        String::from_utf8_lossy(&seen).ends_with("0\r\n\r\n"),
+        "the chunked response ends properly: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    tokio::time::timeout(Duration::from_secs(30), served)
+        .await
+        .expect("the shutdown is not held by the follower")
+        .unwrap()
+        .unwrap();
+}

@@ -165,26 +165,86 @@ async fn build_follow_shows_the_log_and_its_exit_says_how_the_build_ended() {
     );
 }
 
+/// Processes whose command line mentions `needle`, as `pid command line`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            found.push(format!("{pid} {cmdline}"));
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_server_killed_mid_build_fails_it_on_restart_and_runs_what_was_queued() {
-    let registry = TestRegistry::start().await;
+async fn a_server_killed_mid_build_leaves_no_process_fails_it_on_restart_and_runs_what_was_queued() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(dir.path(), registry.host(), &["--build-concurrency", "1"]);
+    let data_dir = dir.path().display().to_string();
+    // The server runs its own registry, so that it too is one of its processes.
+    let registry = format!("127.0.0.1:{}", free_port());
+    let args = ["--build-concurrency", "1", "--local-registry", registry.as_str()];
+    let mut server = serve(dir.path(), "", &args);
     let cli = Cli {
         server: server.url.clone(),
         data_dir: dir.path().to_owned(),
     };
     cli.ok(&["team", "create", "demo"]);
-    let slow = repo("RUN echo slow-started && sleep 60\n");
+    let marker = format!("slow-started-{}", dir.path().file_name().unwrap().to_string_lossy());
+    // A sleep of its own length, so that it is told apart from other tests' sleeps, and a
+    // command after it, so that the shell (which names the marker) stays too.
+    let sleep = format!("sleep {}", 1000 + free_port() % 1000);
+    let slow = repo(&format!("RUN echo {marker} && {sleep} && echo {marker}-done\n"));
     cli.ok(&["plugin", "create", "slow", "--kind", "general", "--repo", &slow.url()]);
     cli.ok(&["plugin", "build", "slow"]);
     cli.ok(&["plugin", "build", "slow"]);
-    cli.wait_log("slow", 1, "slow-started");
+    // The step's own output, not the STEP line that names it.
+    let step_ran = format!(" {marker}\n");
+    cli.wait_log("slow", 1, &step_ran);
     assert_eq!(cli.version("slow", 2)["status"], "queued", "one build at a time");
+    // The registry (its config is in the data dir), podman (its Dockerfile too) and the RUN step.
+    let ours = || {
+        let sleeps = processes_mentioning(&sleep)
+            .into_iter()
+            .filter(|p| p.ends_with(&format!(" {sleep} ")));
+        [
+            processes_mentioning(&data_dir),
+            processes_mentioning(&marker),
+            sleeps.collect(),
+        ]
+        .concat()
+    };
+    let before = ours();
+    let running = |what: &str| before.iter().any(|p| p.contains(what));
+    assert!(
+        running("docker-registry") && running("podman build") && running(&format!("{marker} && {sleep}")),
+        "the server's registry and build run: {before:#?}"
+    );
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let server = serve(dir.path(), registry.host(), &["--build-concurrency", "1"]);
+    // SIGKILL runs no clean-up in the server: the kernel takes its children down with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = ours();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process of the killed server is left: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let server = serve(dir.path(), "", &args);
     let cli = Cli {
         server: server.url.clone(),
         data_dir: dir.path().to_owned(),
@@ -199,13 +259,13 @@ async fn a_server_killed_mid_build_fails_it_on_restart_and_runs_what_was_queued(
         "{v1}"
     );
     // The queued build survives the restart and runs.
-    cli.wait_log("slow", 2, "slow-started");
+    cli.wait_log("slow", 2, &step_ran);
     let cancelled = cli.ok(&["plugin", "cancel", "slow", "2", "-o", "json"]);
     let v2: Value = serde_json::from_str(&cancelled).unwrap();
     assert_eq!(v2["status"], "cancelled");
     let out = cli.run(&["plugin", "log", "slow", "2", "--follow"]);
     assert!(!out.status.success(), "following a cancelled build exits non-zero");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("slow-started"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&marker));
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 2 of slow cancelled"));
 }
 

@@ -54,7 +54,7 @@ struct LogQuery {
 }
 
 /// `text/plain`, one line per output line: `<RFC 3339 time> <line>`. With `follow`, the
-/// response stays open and gets each new line until the build ends.
+/// response stays open and gets each new line until the build ends, or the server shuts down.
 async fn log(
     State(state): State<Arc<AppState>>,
     who: Principal,
@@ -125,13 +125,17 @@ impl Follow {
                 Ok(l) => l,
                 Err(e) => return Some(Err(std::io::Error::other(e.to_string()))),
             };
-            self.done = finished;
+            // A server shutting down sends what it has and ends the stream.
+            self.done = finished || self.state.builds.stopping.is_cancelled();
             if let Some(last) = lines.last() {
                 self.after = last.seq;
                 return Some(Ok(render(&lines)));
             }
-            if !finished {
-                tokio::time::sleep(FOLLOW_POLL).await;
+            if !self.done {
+                tokio::select! {
+                    () = tokio::time::sleep(FOLLOW_POLL) => {}
+                    () = self.state.builds.stopping.cancelled() => {}
+                }
             }
         }
     }

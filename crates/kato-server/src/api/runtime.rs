@@ -171,6 +171,8 @@ async fn logs(
         follow: q.follow,
     };
     let stream = state.runtime.logs(c, request).await?;
+    // A followed log ends when the server shuts down rather than holding the shutdown.
+    let stream = futures_util::StreamExt::take_until(stream, state.builds.stopping.clone().cancelled_owned());
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(stream),

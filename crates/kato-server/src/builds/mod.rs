@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kato_build::{Builder, CancellationToken};
+use kato_build::{BuildLog, Builder, CancellationToken};
 use kato_store::VersionKey;
 use tokio::sync::Notify;
 
@@ -74,6 +74,9 @@ pub struct Builds {
     secrets: Vec<String>,
     /// Builds started since the server started (for metrics and tests).
     pub peak_running: std::sync::atomic::AtomicUsize,
+    /// Cancelled when the server begins to shut down: followed logs end then, instead of holding
+    /// the shutdown until their builds end.
+    pub stopping: CancellationToken,
 }
 
 impl Builds {
@@ -93,6 +96,7 @@ impl Builds {
             containers_conf,
             authfile,
             program: settings.builder.clone(),
+            retry: kato_build::RetryPolicy::default(),
         });
         Self {
             settings,
@@ -106,6 +110,7 @@ impl Builds {
             running: Mutex::new(HashMap::new()),
             secrets,
             peak_running: Default::default(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -184,6 +189,25 @@ impl Builds {
             });
         }
         Ok(out)
+    }
+
+    /// A log for the version, stored line by line with the platform's and `secrets` scrubbed.
+    /// The writer ends once every clone of the log is dropped.
+    pub(crate) fn version_log(
+        self: &Arc<Self>,
+        store: &kato_store::Store,
+        key: &VersionKey,
+        secrets: Vec<String>,
+    ) -> (BuildLog, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let me = self.clone();
+        let writer = tokio::spawn(log::write_log(
+            store.clone(),
+            key.clone(),
+            move |l| scrub(&me.redact(l), &secrets),
+            rx,
+        ));
+        (BuildLog::new(tx), writer)
     }
 
     fn redact(&self, line: &str) -> String {

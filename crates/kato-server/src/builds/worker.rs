@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kato_build::{BuildError, BuildLog, BuildRequest, Built, CancellationToken};
+use kato_build::{BuildError, BuildRequest, Built, CancellationToken};
 use kato_model::{Provenance, Source, VersionStatus};
 use kato_store::{Backend, Store, StoreError, VersionKey};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -167,15 +167,7 @@ async fn execute(state: &Arc<AppState>, key: &VersionKey, token: &CancellationTo
         .await
         .map_err(|e| BuildError::Tool(e.to_string()))?;
     let secrets = super::secret_forms(&credentials);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let redactor = state.clone();
-    let writer = tokio::spawn(super::log::write_log(
-        state.store.clone(),
-        key.clone(),
-        move |l| super::scrub(&redactor.builds.redact(l), &secrets),
-        rx,
-    ));
-    let log = BuildLog::new(tx);
+    let (log, writer) = builds.version_log(&state.store, key, secrets);
     log.line(format!(
         "building version {n} of plug-in `{plugin}` into {target} on server {}",
         builds.owner
