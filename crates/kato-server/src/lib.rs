@@ -8,6 +8,7 @@ pub mod builds;
 pub mod cache;
 pub mod discovery;
 pub mod error;
+pub mod listener;
 pub mod ops;
 pub mod reconcile;
 pub mod state;
@@ -291,10 +292,15 @@ pub async fn serve_on(
         discovery.hub.close();
         stopping.cancel();
     };
-    let served = axum::serve(listener, router(state))
+    // Held by each connection the discovery path serves; `closed` once the last one ended.
+    let (all_closed, open) = tokio::sync::watch::channel(());
+    let lean = listener::lean(listener, state.clone(), open).map_err(StartError::Serve)?;
+    let served = axum::serve(lean, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(StartError::Serve);
+    // Their long-polls were answered when the hub closed; they end after writing it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all_closed.closed()).await;
     stop.cancel();
     let _ = worker.await;
     served

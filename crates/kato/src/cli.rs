@@ -73,6 +73,9 @@ pub enum Command {
     Disable(Target2),
     /// Move an installation to another version (the newest succeeded one by default).
     Upgrade(Upgrade),
+    /// Give an installed plug-in a new discovery token: the old one stops working at once, and
+    /// a deployed component is redeployed so its pods get the new one.
+    RotateToken(Target2),
     /// Print the objects a component renders to.
     Render(Render),
     /// Create or update plug-ins and components from YAML documents.

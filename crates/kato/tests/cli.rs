@@ -8,6 +8,7 @@ use serde_json::Value;
 
 struct Env {
     server: String,
+    state: std::sync::Arc<kato_server::AppState>,
     dir: tempfile::TempDir,
     registry: TestRegistry,
 }
@@ -30,9 +31,11 @@ async fn start_on(target: kato_server::TargetKind) -> Env {
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum_serve(listener, state).await });
+    let served = state.clone();
+    tokio::spawn(async move { axum_serve(listener, served).await });
     Env {
         server: format!("http://{addr}"),
+        state,
         dir,
         registry: TestRegistry::start().await,
     }
@@ -282,4 +285,133 @@ async fn a_render_only_server_says_how_to_run_components() {
     assert!(err.contains("--target podman"), "{err}");
     let status = env.ok(&["status", "web"]).await;
     assert!(status.starts_with("web none: stopped"), "{status}");
+}
+
+impl Env {
+    /// The installation's discovery token, derived as the renderer injects it into the pod.
+    async fn discovery_token(&self, component: &str, plugin: &str) -> String {
+        let (team, component, plugin) = (
+            "demo".parse().unwrap(),
+            component.parse().unwrap(),
+            plugin.parse().unwrap(),
+        );
+        let record = self
+            .state
+            .store
+            .get_installation(&team, &component, &plugin)
+            .await
+            .unwrap()
+            .expect("installed");
+        self.state.discovery.token(&team, &component, &record)
+    }
+
+    /// A plug-in's call to the discovery API: its status and body.
+    async fn discovery(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.server))
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(30));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_show_in_status_and_rotate_token_replaces_the_token() {
+    let env = start().await;
+    let image = env.registry.push_image("demo/mesh", "1").await;
+    env.ok(&["team", "create", "demo"]).await;
+    env.ok(&[
+        "plugin",
+        "create",
+        "mesh",
+        "--kind",
+        "general",
+        "--image",
+        image.image.as_str(),
+    ])
+    .await;
+    env.ok(&["plugin", "build", "mesh"]).await;
+    env.ok(&[
+        "component",
+        "create",
+        "web",
+        "--image",
+        "nginx:1.27",
+        "--port",
+        "80/http",
+    ])
+    .await;
+    env.ok(&["install", "web", "mesh"]).await;
+
+    const DOC: &str = "/discovery/v1/demo/web/mesh";
+    let old = env.discovery_token("web", "mesh").await;
+    let (status, doc) = env.discovery(reqwest::Method::GET, DOC, &old, None).await;
+    assert_eq!(status, 200, "{doc}");
+    let revision = doc["revision"].as_u64().unwrap();
+    let ack = |pod: &str, status: &str, message: &str| serde_json::json!({"revision": revision, "pod": pod, "status": status, "message": message});
+    let ack_path = format!("{DOC}/ack");
+    for body in [
+        ack("web-1", "applied", ""),
+        ack("web-2", "rejected", "LEVEL nonsense is unknown"),
+    ] {
+        let (status, _) = env.discovery(reqwest::Method::POST, &ack_path, &old, Some(body)).await;
+        assert_eq!(status, 204);
+    }
+
+    let table = env.ok(&["status", "web"]).await;
+    let row = |pod: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with("mesh") && l.contains(pod))
+            .unwrap_or_else(|| panic!("no row for {pod}: {table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(table.contains("PLUGIN") && table.contains("APPLIED"), "{table}");
+    assert_eq!(row("web-1"), format!("mesh 1 {revision} true web-1 {revision} -"));
+    assert_eq!(
+        row("web-2"),
+        format!("mesh 1 {revision} true web-2 - {revision} (LEVEL nonsense is unknown)")
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["status", "web", "-o", "json"]).await).unwrap();
+    let acks = &json["plugins"][0]["acks"];
+    assert_eq!(acks[0]["pod"], "web-1", "{json}");
+    assert_eq!(acks[0]["applied_revision"], revision);
+    assert_eq!(acks[1]["rejected"][0]["message"], "LEVEL nonsense is unknown");
+    let list = env.ok(&["component", "plugins", "web"]).await;
+    assert!(
+        list.contains(&format!(
+            "web-1 applied {revision}; web-2 applied -, rejected {revision} (LEVEL nonsense is unknown)"
+        )),
+        "{list}"
+    );
+
+    let out = env.ok(&["rotate-token", "web", "mesh"]).await;
+    assert!(out.contains("discovery token rotated"), "{out}");
+    let new = env.discovery_token("web", "mesh").await;
+    assert_ne!(new, old);
+    let (status, _) = env.discovery(reqwest::Method::GET, DOC, &old, None).await;
+    assert_eq!(status, 401, "the old token no longer works");
+    let (status, doc) = env.discovery(reqwest::Method::GET, DOC, &new, None).await;
+    assert_eq!(status, 200, "the new one does: {doc}");
+    assert_eq!(doc["revision"], revision, "rotating does not change the document");
+    let json: Value = serde_json::from_str(&env.ok(&["rotate-token", "web", "mesh", "-o", "json"]).await).unwrap();
+    assert_eq!(json["rotated"], true);
+    let (status, _) = env.discovery(reqwest::Method::GET, DOC, &new, None).await;
+    assert_eq!(status, 401, "rotated again");
+
+    let missing = env.kato(&["rotate-token", "web", "nope"]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("plug-in `nope` is not installed on component `web`"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }

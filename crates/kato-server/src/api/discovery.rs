@@ -15,6 +15,7 @@ use kato_model::{ComponentName, PluginName, TeamName};
 use kato_store::{AckRecord, AckStatus, InstallationKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::auth::Principal;
 use crate::discovery::{Entry, Snapshot};
@@ -51,7 +52,11 @@ fn no_document() -> ApiError {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_value(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization: Bearer <token>` header's value.
+pub(crate) fn bearer_value(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -95,11 +100,11 @@ async fn authorize(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct PollQuery {
-    revision: Option<u64>,
-    wait: Option<u64>,
+pub(crate) struct PollQuery {
+    pub revision: Option<u64>,
+    pub wait: Option<u64>,
 }
 
 fn bad_query(e: QueryRejection) -> ApiError {
@@ -131,6 +136,22 @@ fn not_modified(revision: u64) -> Response {
     (StatusCode::NOT_MODIFIED, [revision_header(revision)]).into_response()
 }
 
+/// A document request after its checks: answered at once, or a long-poll to wait out.
+pub(crate) enum Poll {
+    Now(Response),
+    Wait(Waiter),
+}
+
+/// What a waiting long-poll holds: two channel receivers, its deadline and the revision the
+/// plug-in has. Kept apart from the checks (token, store reads) so that the state held for
+/// the whole wait, by thousands of plug-ins at once, is only this.
+pub(crate) struct Waiter {
+    rx: watch::Receiver<Entry>,
+    closing: watch::Receiver<bool>,
+    known: u64,
+    wait: Duration,
+}
+
 /// `GET /discovery/v1/{team}/{component}/{plugin}[?revision=N&wait=S]`.
 async fn document(
     State(state): State<Arc<AppState>>,
@@ -139,36 +160,61 @@ async fn document(
     query: Result<Query<PollQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(bad_query)?;
-    let key = authorize(&state, bearer(&headers), &path).await?;
-    let (snapshot, mut rx) = state
+    let poll = Box::pin(start_poll(&state, bearer(&headers), &path, q)).await?;
+    drop(headers);
+    match poll {
+        Poll::Now(res) => Ok(res),
+        Poll::Wait(w) => w.finish().await,
+    }
+}
+
+/// Checks the token and answers at once when the plug-in's revision is not the current one.
+pub(crate) async fn start_poll(
+    state: &AppState,
+    token: Option<&str>,
+    path: &(String, String, String),
+    q: PollQuery,
+) -> ApiResult<Poll> {
+    let key = authorize(state, token, path).await?;
+    let (snapshot, rx) = state
         .discovery
         .hub
         .current(&state.store, &key)
         .await?
         .ok_or_else(no_document)?;
     let Some(known) = q.revision.filter(|r| *r == snapshot.revision) else {
-        return Ok(document_response(&snapshot));
+        return Ok(Poll::Now(document_response(&snapshot)));
     };
-    drop(snapshot);
-    let wait = Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT_SECS).min(MAX_WAIT_SECS));
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    let mut closing = state.discovery.hub.closing();
-    loop {
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return Err(no_document());
+    Ok(Poll::Wait(Waiter {
+        rx,
+        closing: state.discovery.hub.closing(),
+        known,
+        wait: Duration::from_secs(q.wait.unwrap_or(DEFAULT_WAIT_SECS).min(MAX_WAIT_SECS)),
+    }))
+}
+
+impl Waiter {
+    /// The document as soon as its revision changes, else 304 at the deadline or when the
+    /// server stops; 404 when the plug-in is uninstalled meanwhile.
+    pub(crate) async fn finish(mut self) -> ApiResult<Response> {
+        let deadline = tokio::time::sleep(self.wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                changed = self.rx.changed() => {
+                    if changed.is_err() {
+                        return Err(no_document());
+                    }
+                    let entry = self.rx.borrow_and_update().clone();
+                    match entry {
+                        Entry::Present(s) if s.revision != self.known => return Ok(document_response(&s)),
+                        Entry::Gone => return Err(no_document()),
+                        _ => {}
+                    }
                 }
-                let entry = rx.borrow_and_update().clone();
-                match entry {
-                    Entry::Present(s) if s.revision != known => return Ok(document_response(&s)),
-                    Entry::Gone => return Err(no_document()),
-                    _ => {}
-                }
+                () = &mut deadline => return Ok(not_modified(self.known)),
+                _ = self.closing.wait_for(|c| *c) => return Ok(not_modified(self.known)),
             }
-            () = &mut deadline => return Ok(not_modified(known)),
-            _ = closing.wait_for(|c| *c) => return Ok(not_modified(known)),
         }
     }
 }

@@ -22,9 +22,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 pub async fn count_requests(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
-    let class = (res.status().as_u16() / 100).clamp(1, 5) as usize - 1;
-    REQUESTS[class].fetch_add(1, Ordering::Relaxed);
+    count_response(res.status());
     res
+}
+
+/// Counts an answer in `kato_http_requests_total`.
+pub(crate) fn count_response(status: axum::http::StatusCode) {
+    let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+    REQUESTS[class].fetch_add(1, Ordering::Relaxed);
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

@@ -20,6 +20,7 @@ use axum::response::IntoResponse;
 use serde::de::DeserializeOwned;
 
 pub use components::render_objects;
+pub(crate) use meta::count_response;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -24,7 +24,7 @@ const COMPONENT_COLUMNS: [Column; 5] = [
     ("DEPENDS ON", |v| field(v, "depends_on")),
 ];
 
-const INSTALL_COLUMNS: [Column; 7] = [
+const INSTALL_COLUMNS: [Column; 8] = [
     ("PLUGIN", |v| field(v, "plugin")),
     ("KIND", |v| field(v, "kind")),
     ("VERSION", |v| field(v, "version")),
@@ -32,6 +32,7 @@ const INSTALL_COLUMNS: [Column; 7] = [
     ("MEMORY", |v| format!("{}Mi", field(v, "memory_mib"))),
     ("REVISION", |v| field(v, "revision")),
     ("IMAGE", |v| field(v, "image")),
+    ("ACKS", |v| super::acks_summary(&v["pods"])),
 ];
 
 pub async fn run(g: &Global, c: ComponentCmd) -> Result<()> {
@@ -234,6 +235,27 @@ pub async fn switch(g: &Global, t: Target2, on: bool) -> Result<()> {
         .with_context(|| format!("{} is not installed on {}", t.plugin, t.component))?;
     let v = client.call(Method::PUT, &url, Some(&json!({"enabled": on}))).await?;
     print(&v, g.output, &INSTALL_COLUMNS);
+    Ok(())
+}
+
+pub async fn rotate_token(g: &Global, t: Target2) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let v = client
+        .call(
+            Method::POST,
+            &format!("{}/rotate-token", path(team, &t.component, &t.plugin)),
+            None,
+        )
+        .await?;
+    if g.output == crate::cli::Format::Table {
+        println!(
+            "{} on {}: discovery token rotated; the old token no longer works, the component's pods get the new one when it is redeployed",
+            t.plugin, t.component
+        );
+    } else {
+        print(&v, g.output, &[]);
+    }
     Ok(())
 }
 

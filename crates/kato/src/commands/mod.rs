@@ -28,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Enable(t) => components::switch(g, t, true).await,
         Command::Disable(t) => components::switch(g, t, false).await,
         Command::Upgrade(u) => components::upgrade(g, u).await,
+        Command::RotateToken(t) => components::rotate_token(g, t).await,
         Command::Render(r) => components::render(g, r).await,
         Command::Apply(a) => apply(g, a).await,
         Command::Deploy(c) => runtime::deploy(g, c, true).await,
@@ -180,6 +181,41 @@ async fn token(g: &Global, c: TokenCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a plug-in's pods reported applying, in one cell: `POD applied N`, then the revisions
+/// it rejected since with their messages; `-` when no pod reported yet.
+pub fn acks_summary(pods: &Value) -> String {
+    let pods = pods.as_array().map(Vec::as_slice).unwrap_or_default();
+    if pods.is_empty() {
+        return "-".into();
+    }
+    pods.iter()
+        .map(|p| {
+            let mut cell = format!("{} applied {}", field(p, "pod"), field(p, "applied_revision"));
+            let rejected = rejections(p);
+            if rejected != "-" {
+                cell.push_str(&format!(", rejected {rejected}"));
+            }
+            cell
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A pod's rejected revisions with their messages: `7 (LEVEL nonsense is unknown), 8 (…)`.
+pub fn rejections(pod: &Value) -> String {
+    let list = pod["rejected"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
+        return "-".into();
+    }
+    list.iter()
+        .map(|r| match r["message"].as_str().filter(|m| !m.is_empty()) {
+            Some(m) => format!("{} ({m})", field(r, "revision")),
+            None => field(r, "revision"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads YAML or JSON documents from a file (`-` for standard input).

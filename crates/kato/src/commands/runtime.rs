@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::team_of;
 use crate::cli::{ComponentArg, Format, Global, Logs};
@@ -42,7 +42,8 @@ pub async fn logs(g: &Global, l: Logs) -> Result<()> {
     client.stream(&path, &mut std::io::stdout()).await
 }
 
-/// One row per container, under a line with the component's state.
+/// One row per container, under a line with the component's state; then one row per plug-in
+/// and pod with the discovery revision the pod applied and those it rejected.
 fn print_status(status: &Value, format: Format) {
     if format != Format::Table {
         print(status, format, &[]);
@@ -71,25 +72,59 @@ fn print_status(status: &Value, format: Format) {
             })
         })
         .collect();
-    if rows.is_empty() {
-        return;
+    if !rows.is_empty() {
+        print(&Value::Array(rows), Format::Table, &CONTAINER_COLUMNS);
     }
-    let columns: [Column; 9] = [
-        ("POD", |v| field(v, "pod")),
-        ("CONTAINER", |v| field(v, "name")),
-        ("KIND", |v| {
-            if v["init"].as_bool() == Some(true) {
-                "init".into()
-            } else {
-                field(v, "role")
-            }
-        }),
-        ("STATE", |v| field(v, "state")),
-        ("RESTARTS", |v| field(v, "restarts")),
-        ("EXIT", |v| field(v, "exit_code")),
-        ("REASON", |v| field(v, "reason")),
-        ("VERSION", |v| field(&v["plugin"], "version")),
-        ("REVISION", |v| field(&v["plugin"], "revision")),
-    ];
-    print(&Value::Array(rows), Format::Table, &columns);
+    let acks = ack_rows(status);
+    if !acks.is_empty() {
+        println!();
+        print(&Value::Array(acks), Format::Table, &ACK_COLUMNS);
+    }
 }
+
+/// Per installed plug-in, one row per pod that reported (or one row without a pod).
+fn ack_rows(status: &Value) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for plugin in status["plugins"].as_array().into_iter().flatten() {
+        let pods = plugin["acks"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if pods.is_empty() {
+            rows.push(plugin.clone());
+        }
+        for pod in pods {
+            let mut row = plugin.clone();
+            row["pod"] = pod["pod"].clone();
+            row["applied_revision"] = pod["applied_revision"].clone();
+            row["rejected"] = json!(super::rejections(pod));
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+const ACK_COLUMNS: [Column; 7] = [
+    ("PLUGIN", |v| field(v, "name")),
+    ("VERSION", |v| field(v, "version")),
+    ("REVISION", |v| field(v, "revision")),
+    ("ENABLED", |v| field(v, "enabled")),
+    ("POD", |v| field(v, "pod")),
+    ("APPLIED", |v| field(v, "applied_revision")),
+    ("REJECTED", |v| field(v, "rejected")),
+];
+
+const CONTAINER_COLUMNS: [Column; 9] = [
+    ("POD", |v| field(v, "pod")),
+    ("CONTAINER", |v| field(v, "name")),
+    ("KIND", |v| {
+        if v["init"].as_bool() == Some(true) {
+            "init".into()
+        } else {
+            field(v, "role")
+        }
+    }),
+    ("STATE", |v| field(v, "state")),
+    ("RESTARTS", |v| field(v, "restarts")),
+    ("EXIT", |v| field(v, "exit_code")),
+    ("REASON", |v| field(v, "reason")),
+    ("VERSION", |v| field(&v["plugin"], "version")),
+    ("REVISION", |v| field(&v["plugin"], "revision")),
+];
