@@ -66,6 +66,8 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Builder {
     pub fn new(cfg: BuilderConfig) -> Self {
+        // Probed here, at start, rather than blocking the first build.
+        crate::process::host_allows();
         Self { cfg }
     }
 
