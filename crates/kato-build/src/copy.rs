@@ -1,10 +1,14 @@
 //! Copying an image into the platform registry over the OCI distribution API, blob by blob
 //! (no engine pull): the manifest bytes are pushed unchanged, so the copy has the source's digest.
 
+use std::collections::HashSet;
 use std::time::Instant;
+
+use futures_util::StreamExt;
 
 use kato_model::ImageRef;
 use oci_client::Reference;
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use serde_json::Value;
@@ -87,6 +91,7 @@ impl Resolver {
         };
         let (bytes, digest) = pull_manifest(src.clone()).await?;
         let mut blobs_pushed = 0;
+        let mut present = HashSet::new();
         let doc: Value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
             image: image.as_str().to_owned(),
             detail: format!("its manifest is not JSON ({e})"),
@@ -100,14 +105,16 @@ impl Resolver {
                 let (child_bytes, _) = pull_manifest(child_src.clone()).await?;
                 let child_doc: Value = serde_json::from_slice(&child_bytes).unwrap_or_default();
                 blobs_pushed += self
-                    .copy_blobs(&child_doc, &child_src, &dst, &src_call, &dst_call)
+                    .copy_blobs(&child_doc, &child_src, &dst, &src_call, &dst_call, &mut present)
                     .await?;
                 let child_dst = dst.clone_with_digest(child_digest.to_owned());
                 self.push_manifest(&to, &child_dst, child_bytes, &child_doc, &dst_call)
                     .await?;
             }
         } else {
-            blobs_pushed += self.copy_blobs(&doc, src, &dst, &src_call, &dst_call).await?;
+            blobs_pushed += self
+                .copy_blobs(&doc, src, &dst, &src_call, &dst_call, &mut present)
+                .await?;
         }
         self.push_manifest(&to, &dst, bytes, &doc, &dst_call).await?;
         let source_text = format!("{}/{}@{digest}", src.registry(), src.repository());
@@ -126,6 +133,11 @@ impl Resolver {
         })
     }
 
+    /// Copies the blobs of one manifest that the platform registry lacks, all at once; each is
+    /// streamed from the pull into the push (one `PUT` of known length), never held whole.
+    /// `present` holds the digests this copy already knows the platform has (checked or sent):
+    /// those are not asked about again.
+    #[allow(clippy::too_many_arguments)]
     async fn copy_blobs(
         &self,
         manifest: &Value,
@@ -133,37 +145,45 @@ impl Resolver {
         dst: &Reference,
         src_call: &Call<'_>,
         dst_call: &Call<'_>,
+        present: &mut HashSet<String>,
     ) -> Result<usize, ResolveError> {
         let from = self.client_for(src.resolve_registry());
         let to = self.client_for(dst.resolve_registry());
         let mut descriptors: Vec<OciDescriptor> = Vec::new();
         for d in std::iter::once(&manifest["config"]).chain(manifest["layers"].as_array().into_iter().flatten()) {
-            if let Ok(desc) = serde_json::from_value::<OciDescriptor>(d.clone()) {
+            if let Ok(desc) = serde_json::from_value::<OciDescriptor>(d.clone())
+                && !present.contains(&desc.digest)
+                && !descriptors.iter().any(|known| known.digest == desc.digest)
+            {
                 descriptors.push(desc);
             }
         }
-        let mut pushed = 0;
-        for desc in descriptors {
+        let (from, to) = (&from, &to);
+        let copies = descriptors.iter().map(|desc| async move {
             let exists = self
                 .retrying(|| async { to.blob_exists(dst, &desc.digest).await.map_err(|e| dst_call.attempt(e)) })
                 .await?;
             if exists {
-                continue;
+                return Ok(false);
             }
             // One attempt pulls and pushes: a failed transfer starts over from the source.
             self.retrying(|| async {
-                let mut data = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-                from.pull_blob(src, &desc, &mut data)
+                let layer = from
+                    .pull_blob_stream(src, desc)
                     .await
                     .map_err(|e| src_call.attempt(e))?;
-                to.push_blob(dst, data, &desc.digest)
+                let size = layer.content_length.unwrap_or(u64::try_from(desc.size).unwrap_or(0));
+                let body = layer.map(|chunk| chunk.map_err(OciDistributionError::from));
+                to.push_blob_stream(dst, body, &desc.digest, Some(size))
                     .await
                     .map_err(|e| dst_call.attempt(e))
             })
-            .await?;
-            pushed += 1;
-        }
-        Ok(pushed)
+            .await
+            .map(|_| true)
+        });
+        let sent = futures_util::future::try_join_all(copies).await?;
+        present.extend(descriptors.into_iter().map(|d| d.digest));
+        Ok(sent.into_iter().filter(|s| *s).count())
     }
 
     async fn push_manifest(

@@ -66,6 +66,8 @@ const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Builder {
     pub fn new(cfg: BuilderConfig) -> Self {
+        // Probed here, at start, rather than blocking the first build.
+        crate::process::host_allows();
         Self { cfg }
     }
 
@@ -117,13 +119,17 @@ impl Builder {
                 cancel,
             )
             .await?;
-        let base_image_digest = match &base_image {
-            Some(b) => self.image_digest(b).await,
-            None => None,
+        // The base's digest is asked while the push runs, off the critical path. (Not while the
+        // build runs: its commit waits for the storage lock that the inspect holds.)
+        let base_digest = async {
+            match &base_image {
+                Some(b) => self.image_digest(b).await,
+                None => None,
+            }
         };
-        let digest = self
-            .push(req, &image_id, scratch.path(), authfile.as_deref(), log, cancel)
-            .await?;
+        let push = self.push(req, &image_id, scratch.path(), authfile.as_deref(), log, cancel);
+        let (base_image_digest, digest) = tokio::join!(base_digest, push);
+        let digest = digest?;
         let reference = format!("{}@{digest}", strip_tag(&req.target));
         log.line(format!("pushed {reference}"));
         Ok(Built {

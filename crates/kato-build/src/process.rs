@@ -91,7 +91,7 @@ pub enum Containment {
 
 /// What this host allows, probed once: a PID namespace needs CAP_SYS_ADMIN, and both need
 /// util-linux's `setpriv` and `unshare`.
-fn host_allows() -> Option<Containment> {
+pub(crate) fn host_allows() -> Option<Containment> {
     static ALLOWED: OnceLock<Option<Containment>> = OnceLock::new();
     *ALLOWED.get_or_init(|| {
         let works = |args: &[&str]| {

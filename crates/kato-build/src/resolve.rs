@@ -146,6 +146,9 @@ impl Resolver {
                     user_agent: USER_AGENT,
                     // Resolution pins the index itself, never one platform's manifest.
                     platform_resolver: None,
+                    // A copied blob goes up in one PUT of known length (streamed from the pull)
+                    // rather than 4 MiB PATCHes: fewer round trips.
+                    use_monolithic_push: true,
                     ..ClientConfig::default()
                 })
             })

@@ -87,6 +87,18 @@ async fn a_branch_is_built_pushed_and_pinned_with_its_provenance() {
     assert_eq!(built.commit, feature);
     assert_eq!(built.dockerfile, "Dockerfile");
     assert_eq!(built.base_image.as_deref(), Some(base_image()));
+    let inspected = std::process::Command::new("podman")
+        .env("CONTAINERS_CONF", containers_conf())
+        .args(["image", "inspect", "--format", "{{.Digest}}", base_image()])
+        .output()
+        .unwrap();
+    let base_digest = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    assert!(base_digest.starts_with("sha256:"), "{base_digest}");
+    assert_eq!(
+        built.base_image_digest,
+        Some(base_digest),
+        "the base's digest is recorded"
+    );
     assert_eq!(
         built.reference,
         format!("{}/team/demo@{}", registry.host(), built.digest)

@@ -3,7 +3,8 @@
 //! 1. an `image`-source version of a ~5 MB image: pinned and copied into the platform registry
 //!    through the API (p50/p90 over fresh repositories, so every blob is sent);
 //! 2. Kato's overhead over the builder alone for a one-`RUN` Dockerfile: the API path (queue,
-//!    git clone, build, push, stored log) against `podman build` + `podman push` run directly;
+//!    git clone, build, push, stored log) against `podman build` + `podman push` run directly,
+//!    in interleaved pairs, with each phase of Kato's path from its stored log's timestamps;
 //! 3. 20 build requests at once with a limit of 2: the most ever running, and all finished.
 //!
 //! `cargo bench -p kato-server --bench builds`; under `cargo test` it runs a few samples.
@@ -20,6 +21,8 @@ use http_body_util::BodyExt;
 use kato_server::builds::BuildSettings;
 use kato_testkit::{GitRepo, TestRegistry, base_image, containers_conf};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt;
 
 struct Api {
@@ -77,6 +80,24 @@ impl Api {
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     }
 
+    /// The stored build log: `(time, line)` pairs.
+    async fn log(&self, plugin: &str, n: u64) -> Vec<(OffsetDateTime, String)> {
+        let req = Request::builder()
+            .uri(format!("/api/v1/teams/bench/plugins/{plugin}/versions/{n}/log"))
+            .header("authorization", format!("Bearer {}", self.admin))
+            .body(Body::empty())
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| {
+                let (at, line) = l.split_once(' ')?;
+                Some((OffsetDateTime::parse(at, &Rfc3339).ok()?, line.to_owned()))
+            })
+            .collect()
+    }
+
     async fn wait(&self, plugin: &str, n: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
@@ -125,10 +146,68 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The phases of a build through Kato, between the log lines that mark them.
+const PHASES: [&str; 7] = [
+    "request to the worker's first line (queue, claim)",
+    "git clone and ref lookup",
+    "git checkout",
+    "podman build",
+    "podman push",
+    "push to the last stored line",
+    "last stored line to the status seen (record, polling)",
+];
+
+/// How long each of [`PHASES`] took in one build's log.
+fn breakdown(posted: OffsetDateTime, log: &[(OffsetDateTime, String)], seen: OffsetDateTime) -> Vec<Duration> {
+    let at = |prefix: &str| {
+        log.iter()
+            .find(|(_, l)| l.starts_with(prefix))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {log:?}"))
+    };
+    let marks = [
+        posted,
+        at("building version"),
+        at("checking out"),
+        at("building Dockerfile"),
+        at("pushing "),
+        at("pushed "),
+        log.last().map(|(t, _)| *t).unwrap(),
+        seen,
+    ];
+    marks
+        .windows(2)
+        .map(|w| Duration::try_from(w[1] - w[0]).unwrap_or_default())
+        .collect()
+}
+
+/// `podman build` and `podman push` of a fresh one-RUN Dockerfile, run directly: how long each took.
+fn build_alone(platform: &TestRegistry, i: usize) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {}\nRUN echo alone-{i}-{}\n", base_image(), std::process::id()),
+    )
+    .unwrap();
+    let target = format!("{}/bench/alone:v{i}", platform.host());
+    let started = Instant::now();
+    podman(&["build", "--quiet", "-t", &target, dir.path().to_str().unwrap()]);
+    let built = started.elapsed();
+    let pushing = Instant::now();
+    podman(&[
+        "push",
+        "--quiet",
+        "--tls-verify=false",
+        &target,
+        &format!("docker://{target}"),
+    ]);
+    (built, pushing.elapsed())
+}
+
 #[tokio::main]
 async fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
-    let (copies, builds) = if benching { (30, 10) } else { (2, 1) };
+    let (copies, builds) = if benching { (30, 15) } else { (2, 1) };
     let source = TestRegistry::start().await;
     let platform = TestRegistry::start().await;
 
@@ -174,27 +253,8 @@ async fn main() {
         summary(&mut times)
     );
 
-    // 2. One-RUN Dockerfile: the builder alone, then through Kato.
-    let mut alone = Vec::new();
-    for i in 0..builds {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            format!("FROM {}\nRUN echo alone-{i}-{}\n", base_image(), std::process::id()),
-        )
-        .unwrap();
-        let target = format!("{}/bench/alone:v{i}", platform.host());
-        let started = Instant::now();
-        podman(&["build", "--quiet", "-t", &target, dir.path().to_str().unwrap()]);
-        podman(&[
-            "push",
-            "--quiet",
-            "--tls-verify=false",
-            &target,
-            &format!("docker://{target}"),
-        ]);
-        alone.push(started.elapsed());
-    }
+    // 2. One-RUN Dockerfile: the builder alone and through Kato, in pairs (the order swapped
+    //    every pair), so that both see the same load on a shared machine.
     let repo = GitRepo::new();
     api.call(
         Method::POST,
@@ -202,31 +262,66 @@ async fn main() {
         Some(json!({"name": "built", "kind": "general", "source": {"dockerfile": {"repo": repo.url()}}})),
     )
     .await;
+    let (mut alone, mut alone_build, mut alone_push) = (Vec::new(), Vec::new(), Vec::new());
     let mut through = Vec::new();
+    let mut paired = Vec::new();
+    let mut phases: Vec<Vec<Duration>> = vec![Vec::new(); PHASES.len()];
     for i in 0..builds {
-        repo.write(
-            "Dockerfile",
-            &format!("FROM {}\nRUN echo kato-{i}-{}\n", base_image(), std::process::id()),
-        );
-        repo.commit("next");
-        let started = Instant::now();
-        let v = api
-            .call(Method::POST, "/teams/bench/plugins/built/versions", None)
-            .await;
-        let n = v["number"].as_u64().unwrap();
-        let v = api.wait("built", n).await;
-        through.push(started.elapsed());
-        assert_eq!(v["status"], "succeeded", "{v}");
+        let mut pair = [Duration::ZERO; 2];
+        for side in [i % 2, 1 - i % 2] {
+            if side == 0 {
+                let (b, p) = build_alone(&platform, i);
+                alone_build.push(b);
+                alone_push.push(p);
+                pair[0] = b + p;
+                alone.push(b + p);
+                continue;
+            }
+            repo.write(
+                "Dockerfile",
+                &format!("FROM {}\nRUN echo kato-{i}-{}\n", base_image(), std::process::id()),
+            );
+            repo.commit("next");
+            let started = Instant::now();
+            let posted = OffsetDateTime::now_utc();
+            let v = api
+                .call(Method::POST, "/teams/bench/plugins/built/versions", None)
+                .await;
+            let n = v["number"].as_u64().unwrap();
+            let v = api.wait("built", n).await;
+            pair[1] = started.elapsed();
+            through.push(pair[1]);
+            let seen = OffsetDateTime::now_utc();
+            assert_eq!(v["status"], "succeeded", "{v}");
+            let log = api.log("built", n).await;
+            for (k, d) in breakdown(posted, &log, seen).into_iter().enumerate() {
+                phases[k].push(d);
+            }
+        }
+        paired.push(ms(pair[1]) - ms(pair[0]));
     }
+    paired.sort_by(f64::total_cmp);
     let (a, k) = (summary(&mut alone), summary(&mut through));
     let p50 = |t: &[Duration]| t[(t.len() - 1) / 2];
     let overhead = ms(p50(&through)) - ms(p50(&alone));
     println!("one-RUN Dockerfile, podman build + push alone: {a}");
+    println!("  of which podman build: {}", summary(&mut alone_build));
+    println!("  of which podman push: {}", summary(&mut alone_push));
     println!("one-RUN Dockerfile through Kato (queue, clone, build, push, log): {k}");
     println!(
         "Kato overhead at p50: {overhead:.1} ms ({:.1} % of the wall time)",
         overhead / ms(p50(&through)) * 100.0
     );
+    let median_pair = paired[(paired.len() - 1) / 2];
+    println!(
+        "Kato overhead, median of the pairs' differences: {median_pair:.1} ms ({:.1} % of the wall time)",
+        median_pair / ms(p50(&through)) * 100.0
+    );
+    println!("through Kato, by phase (p50 of each, from the stored log's timestamps):");
+    for (name, times) in PHASES.iter().zip(&mut phases) {
+        times.sort();
+        println!("  {name}: {:.1} ms", ms(p50(times)));
+    }
 
     // 3. 20 requests at once, limit 2.
     let api = Arc::new(Api::start(&platform, 2).await);
@@ -251,7 +346,12 @@ async fn main() {
     }
     let mut succeeded = 0;
     for n in 1..=20 {
-        succeeded += u32::from(api.wait("many", n).await["status"] == "succeeded");
+        let v = api.wait("many", n).await;
+        if v["status"] == "succeeded" {
+            succeeded += 1;
+        } else {
+            println!("version {n} of many: {} ({})", v["status"], v["error"]);
+        }
     }
     let peak = api.state.builds.peak_running.load(Ordering::Relaxed);
     println!(
