@@ -5,6 +5,151 @@ use super::*;
 /// Restarts after which a failing container counts as crash-looping.
 pub(super) const CRASH_LOOP_RESTARTS: u32 = 3;
 
+impl PodmanRuntime {
+    pub(super) async fn status_uncached(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
+        let mut pods = Vec::new();
+        for name in self.pods(c).await? {
+            if let Some(p) = self.pod_status(&name).await? {
+                pods.push(p);
+            }
+        }
+        let failure = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(c))
+            .cloned();
+        if let Some(mut f) = failure {
+            if !pods.is_empty() {
+                f.pods = pods;
+            }
+            return Ok(f);
+        }
+        Ok(summarise(pods))
+    }
+
+    pub(super) async fn pod_status(&self, pod: &str) -> Result<Option<PodStatus>, RuntimeError> {
+        let (ok, out, err) = self
+            .output(&args(["pod", "inspect", pod]), None, self.config.call_timeout)
+            .await?;
+        if !ok {
+            if err.contains("no such pod") || err.contains("no pod with name") {
+                return Ok(None);
+            }
+            return Err(engine(err));
+        }
+        let inspect: PodInspect = parse_json(&out)?;
+        let ids: Vec<&str> = inspect
+            .containers
+            .iter()
+            .filter(|c| c.id != inspect.infra_container_id)
+            .map(|c| c.id.as_str())
+            .collect();
+        let mut details: Vec<CtrInspect> = Vec::new();
+        if !ids.is_empty() {
+            let mut a = args(["container", "inspect"]);
+            a.extend(ids.iter().map(OsString::from));
+            let (_, out, _) = self.output(&a, None, self.config.call_timeout).await?;
+            if !out.trim().is_empty() {
+                details = parse_json(&out)?;
+            }
+        }
+        let mut last_exits = HashMap::new();
+        if details.iter().any(|d| d.restart_count > 0) {
+            last_exits = self.last_exits(pod, &inspect.created).await?;
+        }
+        Ok(Some(pod_view(pod, details, &last_exits)))
+    }
+
+    /// The last exit code of each container of `pod` that died since `since`, from podman's
+    /// events: a restarted container's inspect no longer says how it ended.
+    pub(super) async fn last_exits(&self, pod: &str, since: &str) -> Result<HashMap<String, i32>, RuntimeError> {
+        let mut a = args(["events", "--stream=false", "--filter", "event=died", "--format", "json"]);
+        if !since.is_empty() {
+            a.push("--since".into());
+            a.push(since.into());
+        }
+        let out = self.run(&a, None, self.config.call_timeout).await?;
+        let prefix = format!("{pod}-");
+        let mut exits = HashMap::new();
+        for line in out.lines().filter(|l| l.starts_with('{')) {
+            if let Ok(e) = serde_json::from_str::<DiedEvent>(line)
+                && let Some(name) = e.name.strip_prefix(&prefix)
+            {
+                exits.insert(name.to_owned(), e.exit_code.unwrap_or(0));
+            }
+        }
+        Ok(exits)
+    }
+}
+
+#[derive(Deserialize)]
+struct PodInspect {
+    #[serde(rename = "Created", default)]
+    created: String,
+    #[serde(rename = "InfraContainerID", default)]
+    infra_container_id: String,
+    #[serde(rename = "Containers", default)]
+    containers: Vec<PodCtr>,
+}
+
+#[derive(Deserialize)]
+struct PodCtr {
+    #[serde(rename = "Id")]
+    id: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct CtrInspect {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "State")]
+    pub state: CtrState,
+    #[serde(rename = "RestartCount", default)]
+    pub restart_count: u32,
+    #[serde(rename = "ImageName", default)]
+    pub image_name: String,
+    #[serde(rename = "Config", default)]
+    pub config: CtrConfig,
+    #[serde(rename = "IsInfra", default)]
+    pub is_infra: bool,
+    #[serde(rename = "HostConfig", default)]
+    pub host_config: CtrHostConfig,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrHostConfig {
+    /// The memory limit in bytes; 0 for none.
+    #[serde(rename = "Memory", default)]
+    pub memory: i64,
+}
+
+#[derive(Deserialize)]
+struct DiedEvent {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "ContainerExitCode", default)]
+    exit_code: Option<i32>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrConfig {
+    #[serde(rename = "Annotations", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub(crate) struct CtrState {
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    #[serde(rename = "OOMKilled", default)]
+    pub oom_killed: bool,
+    #[serde(rename = "ExitCode", default)]
+    pub exit_code: i32,
+    #[serde(rename = "Error", default)]
+    pub error: String,
+}
+
 /// One pod's status from `podman container inspect` of its containers.
 pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap<String, i32>) -> PodStatus {
     let mut annotations = BTreeMap::new();
