@@ -22,7 +22,7 @@ use tower::ServiceExt;
 #[path = "common/podman.rs"]
 mod podman_cli;
 
-use podman_cli::{checked, podman};
+use podman_cli::{Cleanup, checked, podman};
 
 const BASE: &str = "localhost/kato-e2e/busybox-full:1";
 
@@ -60,27 +60,6 @@ fn base_image() {
         assert!(ok.success());
         checked(&["import", "--quiet", tar.to_str().unwrap(), BASE]);
     });
-}
-
-/// Removes a team's pods and secrets when dropped, whether the test passed or not.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let label = format!("label=kato/team={}", self.0);
-        let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
-        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
-            podman(&["pod", "rm", "--force", "--time", "0", pod]);
-        }
-        for kind in ["secret", "volume"] {
-            let names = podman(&[kind, "ls", "--format", "{{.Name}}"]);
-            for name in String::from_utf8_lossy(&names.stdout).lines() {
-                if name.starts_with(&format!("{}-", self.0)) {
-                    podman(&[kind, "rm", name]);
-                }
-            }
-        }
-    }
 }
 
 /// A server on a real port, targeting podman.

@@ -12,7 +12,7 @@ use common::Server;
 use kato_runtime::TargetKind;
 use serde_json::{Value, json};
 
-use common::podman::{checked, podman};
+use common::podman::{Cleanup, checked, podman};
 
 const BASE: &str = "localhost/kato-e2e/busybox";
 
@@ -49,27 +49,6 @@ fn base_images() {
             checked(&["import", "--quiet", tar.to_str().unwrap(), &image]);
         }
     });
-}
-
-/// Removes a team's pods and secrets when dropped, whether the test passed or not.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let label = format!("label=kato/team={}", self.0);
-        let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
-        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
-            podman(&["pod", "rm", "--force", "--time", "0", pod]);
-        }
-        for kind in ["secret", "volume"] {
-            let names = podman(&[kind, "ls", "--format", "{{.Name}}"]);
-            for name in String::from_utf8_lossy(&names.stdout).lines() {
-                if name.starts_with(&format!("{}-", self.0)) {
-                    podman(&[kind, "rm", name]);
-                }
-            }
-        }
-    }
 }
 
 struct E2e {

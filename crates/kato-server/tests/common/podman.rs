@@ -21,3 +21,24 @@ pub fn checked(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Removes a team's pods, secrets and volumes when dropped, whether the test passed or not.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let label = format!("label=kato/team={}", self.0);
+        let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
+            podman(&["pod", "rm", "--force", "--time", "0", pod]);
+        }
+        for kind in ["secret", "volume"] {
+            let names = podman(&[kind, "ls", "--format", "{{.Name}}"]);
+            for name in String::from_utf8_lossy(&names.stdout).lines() {
+                if name.starts_with(&format!("{}-", self.0)) {
+                    podman(&[kind, "rm", name]);
+                }
+            }
+        }
+    }
+}
