@@ -41,16 +41,12 @@ impl Principal {
 pub fn new_token() -> String {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    let mut out = String::from("kato_");
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("kato_{}", hex::encode(bytes))
 }
 
 pub fn hash_token(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(digest)
 }
 
 pub fn bearer(parts: &Parts) -> Option<&str> {

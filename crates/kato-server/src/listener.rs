@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::discovery::{self, PollQuery};
+use crate::api::discovery::{self, Answer, PollQuery};
+use crate::discovery::Snapshot;
 use crate::state::AppState;
 
 /// A request head larger than this is not a discovery GET: axum gets it.
@@ -103,34 +105,69 @@ async fn connection(stream: TcpStream, addr: SocketAddr, state: &AppState, hando
     // Bytes read and not answered yet: empty while the connection idles or a long-poll waits.
     let mut pending = Vec::new();
     loop {
-        if pending.is_empty() {
+        let request = if pending.is_empty() {
             tokio::select! {
                 ready = stream.readable() => if ready.is_err() { return },
                 _ = closing.wait_for(|c| *c) => return,
             }
-            pending.reserve(MAX_HEAD);
-            match stream.try_read_buf(&mut pending) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    pending = Vec::new();
-                    continue;
+            match read_request(&stream) {
+                Read::Request(request, rest) => {
+                    pending = rest;
+                    request
                 }
-                Err(_) => return,
+                Read::Other(read) => {
+                    let _ = handoff.send((Conn::new(stream, read), addr)).await;
+                    return;
+                }
+                Read::Nothing => continue,
+                Read::Closed => return,
             }
-        }
-        let Some((request, len)) = parse(&pending) else {
-            let _ = handoff.send((Conn::new(stream, pending), addr)).await;
-            return;
+        } else {
+            let Some((request, len)) = parse(&pending) else {
+                let _ = handoff.send((Conn::new(stream, pending), addr)).await;
+                return;
+            };
+            pending.drain(..len);
+            request
         };
-        pending = pending.split_off(len);
-        let Some(res) = answer(state, &request, &stream, &mut pending).await else {
+        let Some(reply) = answer(state, &request, &stream, &mut pending).await else {
             return;
         };
         let keep_alive = request.keep_alive && !*closing.borrow();
-        if write_response(&stream, res, keep_alive).await.is_err() || !keep_alive {
+        // Boxed: a general response's state must not size every connection's task.
+        let written = match reply {
+            Ok(Answer::Document(snapshot)) => write_document(&stream, &snapshot, keep_alive).await,
+            Ok(other) => Box::pin(write_response(&stream, other.into_response(), keep_alive)).await,
+            Err(res) => Box::pin(write_response(&stream, res, keep_alive)).await,
+        };
+        if written.is_err() || !keep_alive {
             return;
         }
+    }
+}
+
+enum Read {
+    /// A discovery GET this path answers, and the bytes after its head.
+    Request(DocumentGet, Vec<u8>),
+    /// Something else: axum's, with these bytes.
+    Other(Vec<u8>),
+    /// Nothing to read after all.
+    Nothing,
+    Closed,
+}
+
+/// Reads what the socket has into a buffer on the stack (never part of a task), so that a
+/// request that fits in one read costs no heap buffer.
+fn read_request(stream: &TcpStream) -> Read {
+    let mut buf = [0u8; MAX_HEAD];
+    match stream.try_read(&mut buf) {
+        Ok(0) => Read::Closed,
+        Ok(n) => match parse(&buf[..n]) {
+            Some((request, len)) => Read::Request(request, buf[len..n].to_vec()),
+            None => Read::Other(buf[..n].to_vec()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::Nothing,
+        Err(_) => Read::Closed,
     }
 }
 
@@ -222,9 +259,15 @@ fn parse(buf: &[u8]) -> Option<(DocumentGet, usize)> {
     Some((get, len))
 }
 
-/// The answer to a document request, the same axum gives; `None` when the client left while
-/// its long-poll waited. Bytes the client sends meanwhile (its next request) go to `pending`.
-async fn answer(state: &AppState, get: &DocumentGet, stream: &TcpStream, pending: &mut Vec<u8>) -> Option<Response> {
+/// The answer to a document request, the same axum gives (`Err` for an answer built as axum's
+/// response); `None` when the client left while its long-poll waited. Bytes the client sends
+/// meanwhile (its next request) go to `pending`.
+async fn answer(
+    state: &AppState,
+    get: &DocumentGet,
+    stream: &TcpStream,
+    pending: &mut Vec<u8>,
+) -> Option<Result<Answer, Response>> {
     let token = get.token.as_deref().and_then(discovery::bearer_value);
     let q = PollQuery {
         revision: get.revision,
@@ -232,12 +275,12 @@ async fn answer(state: &AppState, get: &DocumentGet, stream: &TcpStream, pending
     };
     // Boxed: the checks read the store, and their state must not stay in the waiting task.
     let waiter = match Box::pin(discovery::start_poll(state, token, &get.path, q)).await {
-        Ok(discovery::Poll::Now(res)) => return Some(res),
+        Ok(discovery::Poll::Now(answer)) => return Some(Ok(answer)),
         Ok(discovery::Poll::Wait(w)) => w,
-        Err(e) => return Some(e.into_response()),
+        Err(e) => return Some(Err(e.into_response())),
     };
     tokio::select! {
-        res = waiter.finish() => Some(res.unwrap_or_else(IntoResponse::into_response)),
+        res = waiter.finish() => Some(res.map_err(IntoResponse::into_response)),
         () = client_gone(stream, pending) => None,
     }
 }
@@ -268,6 +311,48 @@ fn read_some(stream: &TcpStream, pending: &mut Vec<u8>) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The head of a document answer up to its `date` header: the same for every answer of one
+/// revision, so built once with the revision's snapshot.
+pub(crate) fn document_head(revision: u64, body_len: usize) -> Bytes {
+    Bytes::from(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{}: {revision}\r\ncontent-length: {body_len}\r\n",
+        discovery::REVISION_HEADER
+    ))
+}
+
+/// Writes a document answer: its shared head and body, and the date, in one system call. (Not
+/// an `async fn`: the pieces are written, or copied, before the returned future is first
+/// polled, so that they never size the connection's task.)
+fn write_document<'s>(
+    stream: &'s TcpStream,
+    snapshot: &Snapshot,
+    keep_alive: bool,
+) -> impl Future<Output = io::Result<()>> + use<'s> {
+    crate::api::count_response(StatusCode::OK);
+    let close: &[u8] = if keep_alive { b"" } else { b"connection: close\r\n" };
+    write_all(stream, [&snapshot.head, close, &date_line(), &snapshot.body])
+}
+
+/// `date: <now>` and the blank line ending a head; formatted at most once a second per thread.
+fn date_line() -> [u8; DATE_LINE] {
+    thread_local! {
+        static NOW: std::cell::RefCell<(u64, [u8; DATE_LINE])> = const { std::cell::RefCell::new((0, [0; DATE_LINE])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    NOW.with_borrow_mut(|(at, line)| {
+        if *at != secs {
+            let text = format!("date: {}\r\n\r\n", httpdate::fmt_http_date(now));
+            line.copy_from_slice(text.as_bytes());
+            *at = secs;
+        }
+        *line
+    })
+}
+
+/// `date: ` + an IMF-fixdate (always 29 bytes) + two line ends.
+const DATE_LINE: usize = 6 + 29 + 4;
+
 /// Writes a response with a complete body (the discovery answers all have one) as HTTP/1.1.
 async fn write_response(stream: &TcpStream, res: Response, keep_alive: bool) -> io::Result<()> {
     crate::api::count_response(res.status());
@@ -275,9 +360,9 @@ async fn write_response(stream: &TcpStream, res: Response, keep_alive: bool) -> 
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut out = Vec::with_capacity(160 + body.len());
+    let mut head = Vec::with_capacity(160);
     let status = parts.status;
-    out.extend_from_slice(
+    head.extend_from_slice(
         format!(
             "HTTP/1.1 {} {}\r\n",
             status.as_str(),
@@ -286,36 +371,48 @@ async fn write_response(stream: &TcpStream, res: Response, keep_alive: bool) -> 
         .as_bytes(),
     );
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
     if status != StatusCode::NOT_MODIFIED && status != StatusCode::NO_CONTENT {
-        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+        head.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
     }
     if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
+        head.extend_from_slice(b"connection: close\r\n");
     }
-    out.extend_from_slice(
-        format!(
-            "date: {}\r\n\r\n",
-            httpdate::fmt_http_date(std::time::SystemTime::now())
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(&body);
-    // `&TcpStream` writes through its shared readiness, like `write_all` on `&mut`.
-    let mut written = 0;
-    while written < out.len() {
-        stream.writable().await?;
-        match stream.try_write(&out[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+    write_all(stream, [&head, &date_line(), &body]).await
+}
+
+/// Writes `parts` in order: at once, in one vectored write, when the socket takes them all (it
+/// does for answers this size); otherwise what remains is copied and written as the socket
+/// drains. The first attempt happens before the returned future is polled.
+fn write_all<'s, const N: usize>(
+    stream: &'s TcpStream,
+    parts: [&[u8]; N],
+) -> impl Future<Output = io::Result<()>> + use<'s, N> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let rest = match stream.try_write_vectored(&parts.map(io::IoSlice::new)) {
+        Ok(n) if n == total => Ok(Vec::new()),
+        Ok(n) => Ok(parts.concat().split_off(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(parts.concat()),
+        Err(e) => Err(e),
+    };
+    async move {
+        let rest = rest?;
+        let mut written = 0;
+        while written < rest.len() {
+            // `&TcpStream` writes through its shared readiness, like `write_all` on `&mut`.
+            stream.writable().await?;
+            match stream.try_write(&rest[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A connection handed to axum: the bytes read from it already, then the socket.

@@ -179,10 +179,7 @@ fn workload_hash(rendered: &kato_render::Rendered) -> String {
 const REVISION_ANNOTATION: &str = "revision.plugin.kato/";
 
 fn hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 #[cfg(test)]

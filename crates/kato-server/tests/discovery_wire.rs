@@ -245,6 +245,31 @@ async fn refusals_are_axums_own() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn documents_are_answered_as_axum_answers_them() {
+    let l = live().await;
+    // `w%65b` is `web` to axum, and not a path the listener takes: the same document by both.
+    let mut c = Client::connect(l.addr).await;
+    for close in ["", "Connection: close\r\n"] {
+        let mut lean = Client::connect(l.addr).await;
+        lean.send(DOC, Some(&l.token), close).await;
+        let lean = lean.answer().await;
+        c = Client::connect(l.addr).await;
+        c.send("/discovery/v1/demo/w%65b/mesh", Some(&l.token), close).await;
+        let axum = c.answer().await;
+        let without_date = |a: &Answer| {
+            let mut h: Vec<_> = a.headers.iter().filter(|(n, _)| n != "date").cloned().collect();
+            h.sort();
+            h
+        };
+        assert_eq!(lean.status, 200, "{lean:?}");
+        assert_eq!((lean.status, without_date(&lean)), (axum.status, without_date(&axum)));
+        assert_eq!(lean.body, axum.body);
+        assert!(lean.header("date").is_some() && axum.header("date").is_some());
+    }
+    assert!(c.closed().await, "`Connection: close` closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pipelined_requests_are_answered_in_order() {
     let l = live().await;
     let mut c = Client::connect(l.addr).await;

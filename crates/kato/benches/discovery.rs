@@ -9,6 +9,12 @@
 //!
 //!   cargo bench -p kato --bench discovery                 (needs `docker-registry`)
 //!   KATO_BENCH_WATCHERS=2000 cargo bench -p kato --bench discovery
+//!   KATO_BENCH_AFTER=repoll|keep|close   what a long-poll client does once it has the document
+//!                                        (default keep: hold the connection, send nothing more,
+//!                                        so that the delivery is measured and not the clients'
+//!                                        next requests, which real plug-ins send from their own
+//!                                        machines)
+//!   KATO_BENCH_POLLING=0                 skips the polling phase
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -64,35 +70,39 @@ async fn call(http: &reqwest::Client, token: &str, method: reqwest::Method, url:
     v
 }
 
-/// Reads one HTTP/1.1 response; returns its status and `x-kato-revision`.
+/// Reads one HTTP/1.1 response; returns its status and `x-kato-revision`. Lean on purpose: the
+/// clients share the server's two cores, and their CPU is taken from the server's.
 async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, u64)> {
     buf.clear();
     let mut chunk = [0u8; 2048];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let header = |name: &str| {
-                head.lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let (len, revision) = (header("content-length:") as usize, header("x-kato-revision:"));
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Ok((status, revision));
-        }
         let n = s.read(&mut chunk).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut res = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(end) = res.parse(buf).map_err(std::io::Error::other)? else {
+            continue;
+        };
+        let header = |name: &str| {
+            res.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (len, revision) = (header("content-length") as usize, header("x-kato-revision"));
+        let status = res.code.unwrap_or(0);
+        while buf.len() < end + len {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        return Ok((status, revision));
     }
 }
 
@@ -153,7 +163,30 @@ impl Target {
     }
 }
 
-async fn long_poll(t: &Target, n: usize, revision: u64) {
+/// What a long-poll client does once it has the new document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    /// Asks again at once on the same connection, with the new revision (as the discovery
+    /// client's watch loop does).
+    Repoll,
+    /// Keeps the connection open and sends nothing.
+    Keep,
+    /// Closes the connection.
+    Close,
+}
+
+impl After {
+    fn from_env() -> After {
+        match std::env::var("KATO_BENCH_AFTER").as_deref() {
+            Ok("keep") | Err(_) => After::Keep,
+            Ok("close") => After::Close,
+            Ok("repoll") => After::Repoll,
+            Ok(other) => panic!("KATO_BENCH_AFTER={other}: use repoll, keep or close"),
+        }
+    }
+}
+
+async fn long_poll(t: &Target, n: usize, revision: u64, after: After) {
     let gate = Arc::new(Semaphore::new(256));
     let waiting = Arc::new(AtomicUsize::new(0));
     let (start_tx, start_rx) = watch::channel(None::<Instant>);
@@ -161,7 +194,7 @@ async fn long_poll(t: &Target, n: usize, revision: u64) {
     for _ in 0..n {
         let (gate, waiting, mut start) = (gate.clone(), waiting.clone(), start_rx.clone());
         let req = request(&format!("{}?revision={revision}&wait=300", t.path), &t.token);
-        let addr = t.addr;
+        let (addr, path, token) = (t.addr, t.path.clone(), t.token.clone());
         tasks.push(tokio::spawn(async move {
             let mut s = connect(addr, &gate).await;
             s.write_all(req.as_bytes()).await.unwrap();
@@ -169,10 +202,18 @@ async fn long_poll(t: &Target, n: usize, revision: u64) {
             let mut buf = Vec::new();
             let (status, rev) = read_response(&mut s, &mut buf).await.unwrap();
             let got = Instant::now();
+            match after {
+                After::Repoll => {
+                    let next = request(&format!("{path}?revision={rev}&wait=300"), &token);
+                    s.write_all(next.as_bytes()).await.unwrap();
+                }
+                After::Keep => {}
+                After::Close => drop(s.shutdown().await),
+            }
             let t0 = start.wait_for(Option::is_some).await.unwrap().unwrap();
             assert_eq!(status, 200);
             assert!(rev > revision);
-            got.duration_since(t0).as_secs_f64() * 1000.0
+            (got.duration_since(t0).as_secs_f64() * 1000.0, s)
         }));
     }
     while waiting.load(Ordering::Relaxed) < n {
@@ -192,12 +233,16 @@ async fn long_poll(t: &Target, n: usize, revision: u64) {
     let (server0, clients0) = (cpu_ticks(t.pid), cpu_ticks(std::process::id()));
     let t0 = t.change("warn", &start_tx).await;
     let mut ms = Vec::with_capacity(n);
+    // The connections stay open until every client is measured (closed ones already sent FIN).
+    let mut open = Vec::with_capacity(n);
     for task in tasks {
-        ms.push(task.await.unwrap());
+        let (delay, s) = task.await.unwrap();
+        ms.push(delay);
+        open.push(s);
     }
     let wall = t0.elapsed().as_secs_f64();
     println!(
-        "long-poll: one change to {n} watchers: {} (requests: {n}, one per watcher)",
+        "long-poll: one change to {n} watchers, then each {after:?}: {} (requests: {n}, one per watcher)",
         percentiles(ms)
     );
     // Where the delivery's time went: both processes share the machine's two cores.
@@ -207,6 +252,7 @@ async fn long_poll(t: &Target, n: usize, revision: u64) {
         (cpu_ticks(std::process::id()) - clients0) as f64 * 10.0,
         wall * 1000.0
     );
+    drop(open);
 }
 
 async fn polling(t: &Target, n: usize, revision: u64) {
@@ -381,6 +427,8 @@ async fn main() {
         "{n} clients on the same 2-core machine as the server (SQLite); server RSS before: {:.1} MiB",
         proc_field(pid, "VmRSS:") as f64 / 1024.0
     );
-    long_poll(&target, n, revision).await;
-    polling(&target, n, revision + 1).await;
+    long_poll(&target, n, revision, After::from_env()).await;
+    if std::env::var("KATO_BENCH_POLLING").as_deref() != Ok("0") {
+        polling(&target, n, revision + 1).await;
+    }
 }

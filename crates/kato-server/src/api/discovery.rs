@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// How long a long-poll waits when `wait` is not given, and at most.
 pub const DEFAULT_WAIT_SECS: u64 = 30;
 pub const MAX_WAIT_SECS: u64 = 300;
-const REVISION_HEADER: &str = "x-kato-revision";
+pub(crate) const REVISION_HEADER: &str = "x-kato-revision";
 const MAX_POD_LEN: usize = 253;
 const MAX_MESSAGE_LEN: usize = 4096;
 
@@ -136,9 +136,26 @@ fn not_modified(revision: u64) -> Response {
     (StatusCode::NOT_MODIFIED, [revision_header(revision)]).into_response()
 }
 
+/// What a document request answers once its checks passed.
+pub(crate) enum Answer {
+    /// 200 with the document of this revision.
+    Document(Arc<Snapshot>),
+    /// 304: the plug-in's revision is still the current one.
+    NotModified(u64),
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Document(s) => document_response(&s),
+            Answer::NotModified(revision) => not_modified(revision),
+        }
+    }
+}
+
 /// A document request after its checks: answered at once, or a long-poll to wait out.
 pub(crate) enum Poll {
-    Now(Response),
+    Now(Answer),
     Wait(Waiter),
 }
 
@@ -163,8 +180,8 @@ async fn document(
     let poll = Box::pin(start_poll(&state, bearer(&headers), &path, q)).await?;
     drop(headers);
     match poll {
-        Poll::Now(res) => Ok(res),
-        Poll::Wait(w) => w.finish().await,
+        Poll::Now(answer) => Ok(answer.into_response()),
+        Poll::Wait(w) => w.finish().await.map(IntoResponse::into_response),
     }
 }
 
@@ -183,7 +200,7 @@ pub(crate) async fn start_poll(
         .await?
         .ok_or_else(no_document)?;
     let Some(known) = q.revision.filter(|r| *r == snapshot.revision) else {
-        return Ok(Poll::Now(document_response(&snapshot)));
+        return Ok(Poll::Now(Answer::Document(snapshot)));
     };
     Ok(Poll::Wait(Waiter {
         rx,
@@ -196,7 +213,7 @@ pub(crate) async fn start_poll(
 impl Waiter {
     /// The document as soon as its revision changes, else 304 at the deadline or when the
     /// server stops; 404 when the plug-in is uninstalled meanwhile.
-    pub(crate) async fn finish(mut self) -> ApiResult<Response> {
+    pub(crate) async fn finish(mut self) -> ApiResult<Answer> {
         let deadline = tokio::time::sleep(self.wait);
         tokio::pin!(deadline);
         loop {
@@ -207,13 +224,13 @@ impl Waiter {
                     }
                     let entry = self.rx.borrow_and_update().clone();
                     match entry {
-                        Entry::Present(s) if s.revision != self.known => return Ok(document_response(&s)),
+                        Entry::Present(s) if s.revision != self.known => return Ok(Answer::Document(s)),
                         Entry::Gone => return Err(no_document()),
                         _ => {}
                     }
                 }
-                () = &mut deadline => return Ok(not_modified(self.known)),
-                _ = self.closing.wait_for(|c| *c) => return Ok(not_modified(self.known)),
+                () = &mut deadline => return Ok(Answer::NotModified(self.known)),
+                _ = self.closing.wait_for(|c| *c) => return Ok(Answer::NotModified(self.known)),
             }
         }
     }

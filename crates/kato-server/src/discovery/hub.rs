@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub document: DiscoveryDocument,
     /// `document` as JSON, shared by every answer of this revision.
     pub body: Bytes,
+    /// The HTTP/1.1 head of those answers, up to their `date` header.
+    pub head: Bytes,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,7 @@ impl Hub {
                 let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
                 let fresh = Arc::new(Snapshot {
                     revision: doc.revision,
+                    head: crate::listener::document_head(doc.revision, body.len()),
                     document: doc,
                     body,
                 });

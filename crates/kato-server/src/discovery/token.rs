@@ -22,19 +22,9 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(s.trim(), &mut out).ok()?;
     Some(out)
 }
 
@@ -56,7 +46,7 @@ impl TokenKey {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = TokenKey::random();
-                crate::write_private(path, &hex(&key.0))?;
+                crate::write_private(path, &hex::encode(key.0))?;
                 Ok(key)
             }
             Err(e) => Err(e),
@@ -67,7 +57,7 @@ impl TokenKey {
     pub fn token(&self, key: &InstallationKey, nonce: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(format!("{}/{}/{}/{nonce}", key.team, key.component, key.plugin).as_bytes());
-        format!("kd_{}", hex(&mac.finalize().into_bytes()))
+        format!("kd_{}", hex::encode(mac.finalize().into_bytes()))
     }
 
     /// The credential stored for a nonce.
@@ -80,7 +70,7 @@ impl TokenKey {
     pub fn new_credential(&self, key: &InstallationKey) -> DiscoveryCredential {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        self.credential(key, hex(&bytes))
+        self.credential(key, hex::encode(bytes))
     }
 }
 
