@@ -14,12 +14,15 @@
 use std::borrow::Cow;
 
 use kato_model::{ConfigItem, ConfigValue, Injection, Meta, PluginSpec, Values};
+use sha2::{Digest, Sha256};
 
 use crate::PluginInstance;
 use crate::expand::expand_into;
 use crate::text::{Decimal, concat};
 
 pub(crate) const TOKEN_VAR: &str = "KATO_DISCOVERY_TOKEN";
+/// 128 bits of the digest: enough to tell one Secret from the next.
+const SECRET_DIGEST_BYTES: usize = 16;
 const REDACTED: &str = "<redacted>";
 
 /// What the env of a plug-in container is built from, besides the installation itself.
@@ -33,8 +36,12 @@ pub(crate) struct EnvContext<'a> {
 /// A plug-in container's env and the data of its Secret.
 pub(crate) struct PluginEnv<'v> {
     pub env: Vec<Var<'v>>,
-    /// Sorted by key, values in clear.
+    /// Sorted by key, values in clear (or redacted).
     pub secret_data: Vec<(&'v str, Cow<'v, str>)>,
+    /// A digest of the Secret's data in clear, redacted or not: it changes when the Secret does
+    /// (a rotated token, a changed secret value). It covers the random discovery token, so it
+    /// tells nothing about the other values.
+    pub secret_digest: String,
 }
 
 /// One variable of a container's env: a plain value, or (`secret`) a reference to the key of
@@ -185,19 +192,31 @@ fn expand_plugin_vars<'n>(vars: &mut Vars<'n>, names: impl Iterator<Item = &'n s
 }
 
 fn finish<'v>(redact: bool, inst: &'v PluginInstance<'v>, vars: Vars<'v>) -> PluginEnv<'v> {
-    let clear = |value: Cow<'v, str>| if redact { Cow::Borrowed(REDACTED) } else { value };
     let mut secret_data: Vec<(&'v str, Cow<'v, str>)> = Vec::with_capacity(2);
     let mut put = |key: &'v str, value: Cow<'v, str>| match secret_data.binary_search_by(|(k, _)| (*k).cmp(key)) {
         Ok(i) => secret_data[i].1 = value,
         Err(i) => secret_data.insert(i, (key, value)),
     };
-    put(TOKEN_VAR, clear(Cow::Borrowed(inst.discovery_token)));
+    put(TOKEN_VAR, Cow::Borrowed(inst.discovery_token));
     for var in vars.0.iter().filter(|v| v.secret) {
-        put(var.name, clear(var.value.clone()));
+        put(var.name, var.value.clone());
+    }
+    let mut digest = Sha256::new();
+    for (key, value) in &secret_data {
+        for part in [key.as_bytes(), b"\0", value.as_bytes(), b"\0"] {
+            digest.update(part);
+        }
+    }
+    let secret_digest = hex::encode(&digest.finalize()[..SECRET_DIGEST_BYTES]);
+    if redact {
+        for (_, value) in &mut secret_data {
+            *value = Cow::Borrowed(REDACTED);
+        }
     }
     PluginEnv {
         env: vars.0,
         secret_data,
+        secret_digest,
     }
 }
 

@@ -139,6 +139,7 @@ pub(crate) fn deployment(
     meta: &Meta<'_>,
     component: &ComponentSpec,
     annotations: BTreeMap<String, String>,
+    template_annotations: BTreeMap<String, String>,
     parts: PodContainers<Container>,
     volumes: Vec<k8s_openapi::api::core::v1::Volume>,
 ) -> Deployment {
@@ -152,6 +153,7 @@ pub(crate) fn deployment(
             },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
+                    annotations: non_empty(template_annotations),
                     labels: Some(meta.labels.clone()),
                     ..Default::default()
                 }),

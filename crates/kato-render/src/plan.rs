@@ -36,6 +36,9 @@ pub(crate) struct Plan<'w> {
     pub service_ports: Vec<ServicePortPlan>,
     /// `version.plugin.kato/…` and `revision.plugin.kato/…`, sorted by key.
     pub annotations: Vec<(String, String)>,
+    /// The Deployment's pod template's: `secrets.plugin.kato/…`, each plug-in Secret's digest,
+    /// so that a changed Secret rolls the pods (their env reads it only at start); sorted.
+    pub template_annotations: Vec<(String, String)>,
     pub containers: Vec<ContainerPlan<'w>>,
     pub init_containers: Vec<ContainerPlan<'w>>,
 }
@@ -94,6 +97,7 @@ pub(crate) fn plan<'w>(w: &'w Workload<'w>, opts: &'w RenderOptions) -> Result<P
 
     let mut secrets = Vec::with_capacity(active.len());
     let mut annotations = Vec::with_capacity(2 * active.len());
+    let mut template_annotations = Vec::with_capacity(active.len());
     let kinds: Vec<PluginKind> = active.iter().map(|a| a.kind).collect();
     let PodContainers {
         containers,
@@ -103,6 +107,7 @@ pub(crate) fn plan<'w>(w: &'w Workload<'w>, opts: &'w RenderOptions) -> Result<P
         let plugin = a.inst.installation.plugin.as_str();
         let penv = env::plugin_env(&ctx, a.inst);
         let secret = concat(&[name, "-plugin-", plugin]);
+        template_annotations.push((concat(&["secrets.plugin.kato/", plugin]), penv.secret_digest));
         secrets.push(SecretPlan {
             name: secret.clone(),
             data: penv.secret_data,
@@ -119,6 +124,7 @@ pub(crate) fn plan<'w>(w: &'w Workload<'w>, opts: &'w RenderOptions) -> Result<P
     });
     secrets.sort_by(|a, b| a.name.cmp(&b.name));
     annotations.sort_by(|a, b| a.0.cmp(&b.0));
+    template_annotations.sort_by(|a, b| a.0.cmp(&b.0));
 
     // Inbound takeover: the Service sends a port's traffic to the net plug-in's listen port.
     let inbound = active.iter().find(|a| a.kind.handles_inbound());
@@ -143,6 +149,7 @@ pub(crate) fn plan<'w>(w: &'w Workload<'w>, opts: &'w RenderOptions) -> Result<P
         secrets,
         service_ports,
         annotations,
+        template_annotations,
         containers,
         init_containers,
     })
@@ -181,7 +188,15 @@ impl Plan<'_> {
         let annotations: BTreeMap<String, String> = self.annotations.into_iter().collect();
         out.push(match self.target {
             Target::Kubernetes => {
-                Object::Deployment(objects::deployment(&meta, component, annotations, parts, volumes))
+                let template = self.template_annotations.into_iter().collect();
+                Object::Deployment(objects::deployment(
+                    &meta,
+                    component,
+                    annotations,
+                    template,
+                    parts,
+                    volumes,
+                ))
             }
             Target::Podman => Object::Pod(objects::pod(
                 &meta,

@@ -524,7 +524,24 @@ fn labels_everywhere_and_annotations_on_the_workload_only() {
     let spec = d.spec.as_ref().unwrap();
     let template = spec.template.metadata.as_ref().unwrap();
     assert_eq!(template.labels.as_ref(), Some(&want));
-    assert!(template.annotations.is_none(), "config changes must not restart pods");
+    // Only the Secrets' digests: a revision alone (a discovery change) must not restart pods.
+    let digests: Vec<&str> = template
+        .annotations
+        .as_ref()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        digests,
+        [
+            "secrets.plugin.kato/apm",
+            "secrets.plugin.kato/logs",
+            "secrets.plugin.kato/mesh",
+            "secrets.plugin.kato/migrate",
+            "secrets.plugin.kato/seed"
+        ]
+    );
     let annotations = d.metadata.annotations.as_ref().unwrap();
     assert_eq!(annotations["version.plugin.kato/mesh"], "4");
     assert_eq!(annotations["revision.plugin.kato/mesh"], "5");
@@ -533,6 +550,44 @@ fn labels_everywhere_and_annotations_on_the_workload_only() {
     let selector = spec.selector.match_labels.as_ref().unwrap();
     assert_eq!(selector.len(), 2);
     assert!(selector.iter().all(|(k, v)| want[k] == *v));
+}
+
+/// The pod template's annotations of the several-plug-ins fixture after `change`.
+fn template_after(change: impl FnOnce(&mut common::Fixture)) -> BTreeMap<String, String> {
+    let mut f = Fixture::load("several-plugins");
+    change(&mut f);
+    let r = native(&f);
+    let spec = deployment(&r).spec.clone().unwrap();
+    spec.template.metadata.unwrap().annotations.unwrap()
+}
+
+#[test]
+fn a_changed_secret_rolls_the_pods_and_a_new_revision_does_not() {
+    let before = template_after(|_| {});
+    fn logs(f: &mut common::Fixture) -> &mut common::FixturePlugin {
+        let name = "logs".parse().unwrap();
+        f.plugins.iter_mut().find(|p| p.installation.plugin == name).unwrap()
+    }
+    // A rotated token (rotate-token): only that plug-in's digest changes.
+    let rotated = template_after(|f| logs(f).token = "tok-logs-0002".into());
+    let changed: Vec<&String> = before.keys().filter(|k| before[*k] != rotated[*k]).collect();
+    assert_eq!(changed, ["secrets.plugin.kato/logs"]);
+    // A changed secret value.
+    let value = template_after(|f| {
+        let p = logs(f);
+        p.installation.values =
+            serde_yaml::from_str("{base: {LOG_TOKEN: lt-other, LOG_LEVELS: [error, warn]}}").unwrap();
+    });
+    assert_ne!(value["secrets.plugin.kato/logs"], before["secrets.plugin.kato/logs"]);
+    // A new revision alone (what a discovery-only change makes): the template is unchanged.
+    assert_eq!(template_after(|f| logs(f).installation.revision += 1), before);
+    // Redacted manifests show what runs.
+    let f = Fixture::load("several-plugins");
+    let mut opts = options(Target::Kubernetes, SidecarMode::Native);
+    opts.redact_secrets = true;
+    let redacted = render(&f.workload(), &opts).unwrap();
+    let spec = deployment(&redacted).spec.clone().unwrap();
+    assert_eq!(spec.template.metadata.unwrap().annotations.unwrap(), before);
 }
 
 #[test]

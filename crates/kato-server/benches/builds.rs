@@ -103,7 +103,9 @@ impl Api {
     /// no requests while it runs (polling the API would take CPU from the build it measures).
     async fn wait(&self, plugin: &str, n: u64) -> Value {
         let req = Request::builder()
-            .uri(format!("/api/v1/teams/bench/plugins/{plugin}/versions/{n}/log?follow=true"))
+            .uri(format!(
+                "/api/v1/teams/bench/plugins/{plugin}/versions/{n}/log?follow=true"
+            ))
             .header("authorization", format!("Bearer {}", self.admin))
             .body(Body::empty())
             .unwrap();

@@ -495,6 +495,7 @@ pub async fn cancel_version(
     let record = tx.get_version(team, plugin, n).await?;
     state.commit(tx).await?;
     state.builds.cancel_local(&(team.clone(), plugin.clone(), n));
+    state.builds.progressed();
     record.ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 

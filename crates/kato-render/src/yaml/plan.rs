@@ -96,6 +96,13 @@ fn workload(out: &mut String, plan: &Plan<'_>) {
             let mut template = spec.nested();
             template.field_key("metadata");
             let mut meta = template.nested();
+            if !plan.template_annotations.is_empty() {
+                meta.field_key("annotations");
+                let mut a = meta.nested();
+                for (k, v) in &plan.template_annotations {
+                    a.str_entry(k, v);
+                }
+            }
             meta.field_key("labels");
             labels(meta.nested(), plan);
             template.field_key("spec");

@@ -20,7 +20,8 @@ use crate::ops;
 use crate::state::AppState;
 use crate::views;
 
-/// How often a followed log looks for new lines (the build may run on another server).
+/// How often a followed log looks for new lines when nothing on this server said there are
+/// some (the build may run on another server).
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub fn routes() -> Router<Arc<AppState>> {
@@ -72,6 +73,7 @@ async fn log(
         return Ok((text, render(&lines)).into_response());
     }
     let follow = Follow {
+        progress: state.builds.progress(),
         state,
         team,
         plugin,
@@ -99,6 +101,7 @@ fn render(lines: &[LogLine]) -> String {
 
 struct Follow {
     state: Arc<AppState>,
+    progress: tokio::sync::watch::Receiver<u64>,
     team: TeamName,
     plugin: PluginName,
     n: u32,
@@ -114,6 +117,8 @@ impl Follow {
             if self.done {
                 return None;
             }
+            // Whatever is stored from here on wakes the wait below.
+            self.progress.borrow_and_update();
             // Read the status before the lines: lines written before the build ended are then
             // all seen by the read that follows.
             let finished = match store.get_version(&self.team, &self.plugin, self.n).await {
@@ -134,6 +139,7 @@ impl Follow {
             if !self.done {
                 tokio::select! {
                     () = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = self.progress.changed() => {}
                     () = self.state.builds.stopping.cancelled() => {}
                 }
             }

@@ -6,11 +6,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 const BATCH: usize = 256;
 
-/// Writes lines until every sender is gone.
+/// Writes lines until every sender is gone; `stored` after each batch.
 pub(super) async fn write_log(
     store: Store,
     key: VersionKey,
     redact: impl Fn(&str) -> String,
+    stored: impl Fn(),
     mut rx: UnboundedReceiver<String>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -22,8 +23,9 @@ pub(super) async fn write_log(
                 Err(_) => break,
             }
         }
-        if let Err(e) = append(&store, &key, &batch).await {
-            tracing::warn!(error = %e, version = key.2, plugin = %key.1, "could not store build log lines");
+        match append(&store, &key, &batch).await {
+            Ok(()) => stored(),
+            Err(e) => tracing::warn!(error = %e, version = key.2, plugin = %key.1, "could not store build log lines"),
         }
         batch.clear();
     }

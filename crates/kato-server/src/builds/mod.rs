@@ -77,6 +77,9 @@ pub struct Builds {
     /// Cancelled when the server begins to shut down: followed logs end then, instead of holding
     /// the shutdown until their builds end.
     pub stopping: CancellationToken,
+    /// Bumped whenever this server stored build log lines or a build's outcome: followed logs
+    /// look again at once instead of at their next poll.
+    progress: tokio::sync::watch::Sender<u64>,
 }
 
 impl Builds {
@@ -111,7 +114,18 @@ impl Builds {
             secrets,
             peak_running: Default::default(),
             stopping: CancellationToken::new(),
+            progress: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Build log lines or a build's outcome were stored.
+    pub(crate) fn progressed(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Sees every later [`Builds::progressed`].
+    pub(crate) fn progress(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.progress.subscribe()
     }
 
     /// A version was queued: let the worker look.
@@ -200,11 +214,12 @@ impl Builds {
         secrets: Vec<String>,
     ) -> (BuildLog, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let me = self.clone();
+        let (me, stored) = (self.clone(), self.clone());
         let writer = tokio::spawn(log::write_log(
             store.clone(),
             key.clone(),
             move |l| scrub(&me.redact(l), &secrets),
+            move || stored.progressed(),
             rx,
         ));
         (BuildLog::new(tx), writer)

@@ -144,6 +144,7 @@ async fn build_one(state: Arc<AppState>, key: VersionKey, _permit: OwnedSemaphor
     if let Err(e) = record(&state, &key, outcome, reason).await {
         tracing::warn!(error = %e, plugin = %key.1, version = key.2, "could not record a build's outcome");
     }
+    builds.progressed();
 }
 
 /// Runs the build with its log, lease renewal and timeout.
