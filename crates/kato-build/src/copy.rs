@@ -17,7 +17,7 @@ use crate::error::{Call, ResolveError};
 use crate::registry::auth_for;
 use crate::resolve::{Pinned, Resolver};
 
-const ACCEPTED: [&str; 4] = [
+pub(crate) const ACCEPTED: [&str; 4] = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kato_model::ImageRef;
 use kato_model::plugin::DockerfileSource;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -11,10 +12,15 @@ use tokio_util::sync::CancellationToken;
 use crate::build_error::BuildError;
 use crate::process::{BuildLog, Containment, Finished, RunError, run, tool};
 use crate::registry::is_loopback_registry;
+use crate::resolve::Resolver;
 use crate::retry::{Attempt, RetryPolicy, retrying};
 
 /// How the [`Builder`] runs its tools.
+/// Where buildah (`podman build`) records the digest of the image a build started from.
+const BASE_DIGEST_ANNOTATION: &str = "org.opencontainers.image.base.digest";
+
 #[derive(Debug, Clone)]
+
 pub struct BuilderConfig {
     /// Where each build gets a scratch directory for its clone (removed after the build).
     pub work_dir: PathBuf,
@@ -26,6 +32,9 @@ pub struct BuilderConfig {
     pub program: String,
     /// Retries of a push that failed on the network (never of a failed build step).
     pub retry: RetryPolicy,
+    /// Reads the pushed image's manifest back (what the builder recorded about its base); it
+    /// needs the platform registry's credentials.
+    pub registry: Resolver,
 }
 
 /// One build to run.
@@ -119,19 +128,15 @@ impl Builder {
                 cancel,
             )
             .await?;
-        // The base's digest is asked while the push runs, off the critical path. (Not while the
-        // build runs: its commit waits for the storage lock that the inspect holds.)
-        let base_digest = async {
-            match &base_image {
-                Some(b) => self.image_digest(b).await,
-                None => None,
-            }
-        };
-        let push = self.push(req, &image_id, scratch.path(), authfile.as_deref(), log, cancel);
-        let (base_image_digest, digest) = tokio::join!(base_digest, push);
-        let digest = digest?;
+        let digest = self
+            .push(req, &image_id, scratch.path(), authfile.as_deref(), log, cancel)
+            .await?;
         let reference = format!("{}@{digest}", strip_tag(&req.target));
         log.line(format!("pushed {reference}"));
+        let base_image_digest = match &base_image {
+            Some(base) => self.base_digest(&reference, base).await,
+            None => None,
+        };
         Ok(Built {
             reference,
             digest,
@@ -318,6 +323,27 @@ impl Builder {
             pushed = retrying(&self.cfg.retry, Some(log), attempt) => pushed,
             // Also while waiting to try again.
             () = cancel.cancelled() => Err(BuildError::Cancelled),
+        }
+    }
+
+    /// The digest of the base a build used: what the builder recorded in the pushed manifest
+    /// (exact even if the base's tag has moved since; one read from the registry), else what
+    /// the engine holds under the base's name now (a podman call, which contends with other
+    /// builds for podman's storage lock).
+    async fn base_digest(&self, pushed: &str, base: &str) -> Option<String> {
+        let recorded = match pushed.parse::<ImageRef>() {
+            Ok(image) => match self.cfg.registry.annotations(&image).await {
+                Ok(mut annotations) => annotations.remove(BASE_DIGEST_ANNOTATION),
+                Err(e) => {
+                    tracing::debug!(image = pushed, error = %e, "cannot read the pushed manifest's annotations");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        match recorded {
+            Some(d) if d.starts_with("sha256:") => Some(d),
+            _ => self.image_digest(base).await,
         }
     }
 

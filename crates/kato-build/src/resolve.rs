@@ -1,6 +1,6 @@
 //! Resolving an image reference against its registry and pinning it as `registry/repository@digest`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,15 @@ pub struct Resolver {
     inner: Arc<Inner>,
     /// Where retries are told, besides the server's own log.
     log: Option<BuildLog>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the credentials.
+        f.debug_struct("Resolver")
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -116,6 +125,38 @@ impl Resolver {
             Err(e) => tracing::debug!(image = %image, error = %e, elapsed_ms, "could not resolve image"),
         }
         outcome
+    }
+
+    /// The annotations of an image's manifest (empty for an index or a manifest without any):
+    /// what a builder recorded there, such as the digest of the base it built on.
+    pub async fn annotations(&self, image: &ImageRef) -> Result<BTreeMap<String, String>, ResolveError> {
+        let reference = image.reference();
+        let auth = auth_for(&self.inner.credentials, reference.registry());
+        let call = Call {
+            image: image.as_str(),
+            registry: reference.registry(),
+            credentials_given: auth != RegistryAuth::Anonymous,
+            timeout: self.inner.timeout,
+        };
+        let client = self.client_for(reference.resolve_registry());
+        let (bytes, _) = self
+            .retrying(|| async {
+                let pull = client.pull_manifest_raw(reference, &auth, &crate::copy::ACCEPTED);
+                match tokio::time::timeout(self.inner.timeout, pull).await {
+                    Err(_elapsed) => Err(call.attempt_timed_out()),
+                    Ok(Err(e)) => Err(call.attempt(e)),
+                    Ok(Ok(got)) => Ok(got),
+                }
+            })
+            .await?;
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
+            image: image.as_str().to_owned(),
+            detail: format!("its manifest is not JSON ({e})"),
+        })?;
+        let annotations = doc["annotations"].as_object().into_iter().flatten();
+        Ok(annotations
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect())
     }
 
     /// Runs one call with the resolver's retry policy.

@@ -19,6 +19,7 @@ fn builder(dir: &tempfile::TempDir) -> Builder {
         authfile: None,
         program: "podman".into(),
         retry: RetryPolicy::default(),
+        registry: kato_build::Resolver::new(kato_build::ResolverConfig::default()),
     })
 }
 
@@ -87,17 +88,35 @@ async fn a_branch_is_built_pushed_and_pinned_with_its_provenance() {
     assert_eq!(built.commit, feature);
     assert_eq!(built.dockerfile, "Dockerfile");
     assert_eq!(built.base_image.as_deref(), Some(base_image()));
+    // The engine's digests of the base (one per manifest format it was stored or pushed in).
     let inspected = std::process::Command::new("podman")
         .env("CONTAINERS_CONF", containers_conf())
-        .args(["image", "inspect", "--format", "{{.Digest}}", base_image()])
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}} {{range .RepoDigests}}{{.}} {{end}}",
+            base_image(),
+        ])
         .output()
         .unwrap();
-    let base_digest = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+    let known = String::from_utf8_lossy(&inspected.stdout).into_owned();
+    let base_digest = built.base_image_digest.clone().expect("the base's digest is recorded");
     assert!(base_digest.starts_with("sha256:"), "{base_digest}");
+    assert!(
+        known
+            .split_whitespace()
+            .any(|d| d == base_digest || d.ends_with(&format!("@{base_digest}"))),
+        "{base_digest} is not a digest of the base: {known}"
+    );
+    // Read from what the builder recorded in the pushed manifest, not asked of the engine after.
+    let annotations = kato_build::Resolver::new(kato_build::ResolverConfig::default())
+        .annotations(&built.reference.parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
-        built.base_image_digest,
-        Some(base_digest),
-        "the base's digest is recorded"
+        annotations.get("org.opencontainers.image.base.digest"),
+        Some(&base_digest)
     );
     assert_eq!(
         built.reference,

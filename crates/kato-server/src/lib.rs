@@ -129,29 +129,33 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
             Some(path)
         }
     };
+    // With the platform registry's credentials: version resolution and copies, and builds
+    // reading back what they pushed.
+    let resolver = Resolver::new(ResolverConfig {
+        credentials: config
+            .builds
+            .registry
+            .iter()
+            .filter_map(|r| {
+                Some(kato_build::RegistryCredential {
+                    registry: r.host.clone(),
+                    username: r.username.clone()?,
+                    password: r.password.clone()?,
+                })
+            })
+            .collect(),
+        ..ResolverConfig::default()
+    });
     let state = AppState {
         builds: Arc::new(builds::Builds::new(
             config.builds.clone(),
             &config.data_dir,
             containers_conf,
+            resolver.clone(),
         )),
         cache: cache::Cache::new(store.backend() == Backend::Sqlite),
         store,
-        resolver: Resolver::new(ResolverConfig {
-            credentials: config
-                .builds
-                .registry
-                .iter()
-                .filter_map(|r| {
-                    Some(kato_build::RegistryCredential {
-                        registry: r.host.clone(),
-                        username: r.username.clone()?,
-                        password: r.password.clone()?,
-                    })
-                })
-                .collect(),
-            ..ResolverConfig::default()
-        }),
+        resolver: resolver.clone(),
         discovery_base_url: public.trim_end_matches('/').to_owned(),
         runtime,
         reconciler: reconcile::Reconciler::default(),

@@ -83,7 +83,12 @@ pub struct Builds {
 }
 
 impl Builds {
-    pub fn new(settings: BuildSettings, data_dir: &std::path::Path, containers_conf: Option<PathBuf>) -> Self {
+    pub fn new(
+        settings: BuildSettings,
+        data_dir: &std::path::Path,
+        containers_conf: Option<PathBuf>,
+        platform: kato_build::Resolver,
+    ) -> Self {
         let authfile = settings
             .registry
             .as_ref()
@@ -100,6 +105,7 @@ impl Builds {
             authfile,
             program: settings.builder.clone(),
             retry: kato_build::RetryPolicy::default(),
+            registry: platform,
         });
         Self {
             settings,
