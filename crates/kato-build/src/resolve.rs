@@ -99,14 +99,7 @@ impl Resolver {
     /// image: what `docker pull` pins). A reference that already names a digest is checked to exist.
     pub async fn resolve(&self, image: &ImageRef) -> Result<Pinned, ResolveError> {
         let reference = image.reference();
-        let auth = auth_for(&self.inner.credentials, reference.registry());
-        let call = Call {
-            image: image.as_str(),
-            registry: reference.registry(),
-            credentials_given: auth != RegistryAuth::Anonymous,
-            timeout: self.inner.timeout,
-        };
-        let client = self.client_for(reference.resolve_registry());
+        let (auth, call, client) = self.call_for(image);
         let started = Instant::now();
         tracing::debug!(image = %image, registry = call.registry, "resolving image");
 
@@ -131,14 +124,7 @@ impl Resolver {
     /// what a builder recorded there, such as the digest of the base it built on.
     pub async fn annotations(&self, image: &ImageRef) -> Result<BTreeMap<String, String>, ResolveError> {
         let reference = image.reference();
-        let auth = auth_for(&self.inner.credentials, reference.registry());
-        let call = Call {
-            image: image.as_str(),
-            registry: reference.registry(),
-            credentials_given: auth != RegistryAuth::Anonymous,
-            timeout: self.inner.timeout,
-        };
-        let client = self.client_for(reference.resolve_registry());
+        let (auth, call, client) = self.call_for(image);
         let (bytes, _) = self
             .retrying(|| async {
                 let pull = client.pull_manifest_raw(reference, &auth, &crate::copy::ACCEPTED);
@@ -157,6 +143,20 @@ impl Resolver {
         Ok(annotations
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
             .collect())
+    }
+
+    /// What one call about `image` needs: the credentials for its registry, what its errors
+    /// say, and the registry's client.
+    fn call_for<'i>(&self, image: &'i ImageRef) -> (RegistryAuth, Call<'i>, Client) {
+        let reference = image.reference();
+        let auth = auth_for(&self.inner.credentials, reference.registry());
+        let call = Call {
+            image: image.as_str(),
+            registry: reference.registry(),
+            credentials_given: auth != RegistryAuth::Anonymous,
+            timeout: self.inner.timeout,
+        };
+        (auth, call, self.client_for(reference.resolve_registry()))
     }
 
     /// Runs one call with the resolver's retry policy.

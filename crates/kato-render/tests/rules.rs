@@ -4,13 +4,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::objects::*;
 use common::render;
 use common::{Fixture, options};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Secret, Service};
+use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kato_render::{Object, Rendered, SidecarMode, Target};
+use kato_render::{SidecarMode, Target};
 
 const SYSTEM_AND_COMPAT: [&str; 11] = [
     "KATO_TEAM",
@@ -25,101 +25,6 @@ const SYSTEM_AND_COMPAT: [&str; 11] = [
     "DISCOVER_URL",
     "DISCOVER_URL_NOHOST",
 ];
-
-fn rendered(f: &Fixture, mode: SidecarMode, target: Target) -> Rendered {
-    render(&f.workload(), &options(target, mode)).unwrap()
-}
-
-fn native(f: &Fixture) -> Rendered {
-    rendered(f, SidecarMode::Native, Target::Kubernetes)
-}
-
-fn deployment(r: &Rendered) -> &Deployment {
-    r.objects
-        .iter()
-        .find_map(|o| match o {
-            Object::Deployment(d) => Some(d),
-            _ => None,
-        })
-        .expect("a Deployment")
-}
-
-fn pod(r: &Rendered) -> &Pod {
-    r.objects
-        .iter()
-        .find_map(|o| match o {
-            Object::Pod(p) => Some(p),
-            _ => None,
-        })
-        .expect("a Pod")
-}
-
-fn pod_spec(r: &Rendered) -> &PodSpec {
-    match r.objects.last() {
-        Some(Object::Deployment(d)) => d.spec.as_ref().unwrap().template.spec.as_ref().unwrap(),
-        Some(Object::Pod(p)) => p.spec.as_ref().unwrap(),
-        other => panic!("the workload comes last, got {other:?}"),
-    }
-}
-
-fn service(r: &Rendered) -> Option<&Service> {
-    r.objects.iter().find_map(|o| match o {
-        Object::Service(s) => Some(s),
-        _ => None,
-    })
-}
-
-fn secrets(r: &Rendered) -> Vec<&Secret> {
-    r.objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::Secret(s) => Some(s),
-            _ => None,
-        })
-        .collect()
-}
-
-fn all_containers(spec: &PodSpec) -> Vec<&Container> {
-    spec.init_containers.iter().flatten().chain(&spec.containers).collect()
-}
-
-fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
-    all_containers(spec)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no container {name}"))
-}
-
-fn names(cs: &[Container]) -> Vec<&str> {
-    cs.iter().map(|c| c.name.as_str()).collect()
-}
-
-/// `(name, value)`, with `secret:<secret>/<key>` for secret references.
-fn env(c: &Container) -> Vec<(String, String)> {
-    c.env
-        .iter()
-        .flatten()
-        .map(|e| {
-            let value = match (&e.value, &e.value_from) {
-                (Some(v), None) => v.clone(),
-                (None, Some(from)) => {
-                    let r = from.secret_key_ref.as_ref().expect("only secret references");
-                    format!("secret:{}/{}", r.name, r.key)
-                }
-                other => panic!("{}: {other:?}", e.name),
-            };
-            (e.name.clone(), value)
-        })
-        .collect()
-}
-
-fn env_value(c: &Container, name: &str) -> String {
-    env(c)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{} has no {name}", c.name))
-        .1
-}
 
 #[test]
 fn plugin_env_order_override_and_no_duplicates() {
@@ -231,48 +136,6 @@ fn variables_expand_against_the_plugin_env() {
         data, b"host=db password=s3cret",
         "inside a secret value, secrets expand in full"
     );
-}
-
-fn secret<'a>(r: &'a Rendered, name: &str) -> &'a Secret {
-    secrets(r)
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("no Secret {name}"))
-}
-
-#[test]
-fn secret_items_travel_in_the_plugin_secret() {
-    let f = Fixture::load("several-plugins");
-    for (mode, target) in common::COMBINATIONS {
-        let r = rendered(&f, mode, target);
-        let logs = container(pod_spec(&r), "plugin-logs");
-        assert_eq!(env_value(logs, "LOG_TOKEN"), "secret:api-plugin-logs/LOG_TOKEN");
-        let data = secret(&r, "api-plugin-logs").data.clone().unwrap();
-        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["KATO_DISCOVERY_TOKEN", "LOG_TOKEN"]);
-        assert_eq!(data["LOG_TOKEN"].0, b"lt-9f8e7d");
-        assert_eq!(data["KATO_DISCOVERY_TOKEN"].0, b"tok-logs-0001");
-        let yaml = r.to_yaml();
-        for clear in ["lt-9f8e7d", "tok-logs-0001", "s3cret"] {
-            assert!(!yaml.contains(clear), "{clear} appears in clear");
-        }
-    }
-}
-
-#[test]
-fn redaction_hides_every_secret_value() {
-    let f = Fixture::load("several-plugins");
-    let mut opts = options(Target::Kubernetes, SidecarMode::Native);
-    opts.redact_secrets = true;
-    let r = render(&f.workload(), &opts).unwrap();
-    assert_eq!(secrets(&r).len(), 5);
-    for s in secrets(&r) {
-        for (key, value) in s.data.as_ref().unwrap() {
-            assert_eq!(value.0, b"<redacted>", "{key}");
-        }
-    }
-    let plain = native(&f);
-    assert_eq!(pod_spec(&r), pod_spec(&plain), "redaction changes only the Secrets");
 }
 
 #[test]
@@ -550,44 +413,6 @@ fn labels_everywhere_and_annotations_on_the_workload_only() {
     let selector = spec.selector.match_labels.as_ref().unwrap();
     assert_eq!(selector.len(), 2);
     assert!(selector.iter().all(|(k, v)| want[k] == *v));
-}
-
-/// The pod template's annotations of the several-plug-ins fixture after `change`.
-fn template_after(change: impl FnOnce(&mut common::Fixture)) -> BTreeMap<String, String> {
-    let mut f = Fixture::load("several-plugins");
-    change(&mut f);
-    let r = native(&f);
-    let spec = deployment(&r).spec.clone().unwrap();
-    spec.template.metadata.unwrap().annotations.unwrap()
-}
-
-#[test]
-fn a_changed_secret_rolls_the_pods_and_a_new_revision_does_not() {
-    let before = template_after(|_| {});
-    fn logs(f: &mut common::Fixture) -> &mut common::FixturePlugin {
-        let name = "logs".parse().unwrap();
-        f.plugins.iter_mut().find(|p| p.installation.plugin == name).unwrap()
-    }
-    // A rotated token (rotate-token): only that plug-in's digest changes.
-    let rotated = template_after(|f| logs(f).token = "tok-logs-0002".into());
-    let changed: Vec<&String> = before.keys().filter(|k| before[*k] != rotated[*k]).collect();
-    assert_eq!(changed, ["secrets.plugin.kato/logs"]);
-    // A changed secret value.
-    let value = template_after(|f| {
-        let p = logs(f);
-        p.installation.values =
-            serde_yaml::from_str("{base: {LOG_TOKEN: lt-other, LOG_LEVELS: [error, warn]}}").unwrap();
-    });
-    assert_ne!(value["secrets.plugin.kato/logs"], before["secrets.plugin.kato/logs"]);
-    // A new revision alone (what a discovery-only change makes): the template is unchanged.
-    assert_eq!(template_after(|f| logs(f).installation.revision += 1), before);
-    // Redacted manifests show what runs.
-    let f = Fixture::load("several-plugins");
-    let mut opts = options(Target::Kubernetes, SidecarMode::Native);
-    opts.redact_secrets = true;
-    let redacted = render(&f.workload(), &opts).unwrap();
-    let spec = deployment(&redacted).spec.clone().unwrap();
-    assert_eq!(spec.template.metadata.unwrap().annotations.unwrap(), before);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Test fixtures: a team, a component and its installations, read from `tests/fixtures/*.yaml`.
 #![allow(dead_code)]
 
+pub mod objects;
+
 use kato_model::{ComponentSpec, Installation, TeamName, Version};
 use kato_render::{PluginInstance, RenderOptions, SidecarMode, Target, Workload};
 use serde::Deserialize;
