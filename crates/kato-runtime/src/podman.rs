@@ -415,26 +415,40 @@ impl Runtime for PodmanRuntime {
 
     async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
         let k = key(c);
-        let deploying = self.lock(&k).try_lock().is_err();
+        let lock = self.lock(&k);
+        // Held while podman is asked: a deploy that began halfway through the reads would give a
+        // view of half-removed containers. A deploy under way is not waited for.
+        let idle = lock.try_lock();
+        let deploying = idle.is_err();
         if let Some((at, s)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
             && (deploying || at.elapsed() < self.config.status_ttl)
         {
             return Ok(s.clone());
         }
         let s = self.status_uncached(c).await?;
+        // Cached before a deploy can begin, so that the deploy's end clears it.
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(k, (Instant::now(), s.clone()));
+        drop(idle);
         Ok(s)
     }
 
     async fn logs(&self, c: ComponentRef<'_>, request: LogsRequest) -> Result<LogStream, RuntimeError> {
-        let pods = self.pods(c).await?;
-        let Some(pod) = pods.first() else {
-            return Err(RuntimeError::NotRunning(c.component.to_owned()));
+        // The pod Kato plays is `<team>-<component>`: asked for by name, one call where a listing
+        // and an inspect were two; listed only when no pod has that name.
+        let named = format!("{}-{}", c.team, c.component);
+        let (pod, status) = match self.pod_status(&named).await? {
+            Some(status) => (named, Some(status)),
+            None => {
+                let Some(pod) = self.pods(c).await?.into_iter().next() else {
+                    return Err(RuntimeError::NotRunning(c.component.to_owned()));
+                };
+                let status = self.pod_status(&pod).await?;
+                (pod, status)
+            }
         };
-        let status = self.pod_status(pod).await?;
         let known: Vec<String> = status
             .map(|p| p.containers.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();

@@ -62,6 +62,11 @@ const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
 
 impl E2e {
     async fn start(team: &str) -> E2e {
+        // The server's deploys and stops, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("kato_server=info,kato_runtime=info")
+            .with_test_writer()
+            .try_init();
         base_images();
         let s = Server::start_on(TargetKind::Podman).await;
         s.team(team).await;
