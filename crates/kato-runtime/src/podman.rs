@@ -85,6 +85,9 @@ pub struct PodmanRuntime {
     cache: Mutex<HashMap<String, (Instant, ComponentStatus)>>,
     /// One deploy or stop at a time per component.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How many deploys and stops began, per component: a status read while one began may show
+    /// half-removed containers.
+    begun: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for PodmanRuntime {
@@ -118,6 +121,7 @@ impl PodmanRuntime {
             failures: Mutex::default(),
             cache: Mutex::default(),
             locks: Mutex::default(),
+            begun: Mutex::default(),
         })
     }
 
@@ -180,6 +184,25 @@ impl PodmanRuntime {
     fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// A deploy or stop of the component begins (its lock held).
+    fn begin(&self, key: &str) {
+        *self
+            .begun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default() += 1;
+    }
+
+    fn begun(&self, key: &str) -> u64 {
+        self.begun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn forget(&self, key: &str) {
@@ -299,6 +322,7 @@ impl Runtime for PodmanRuntime {
         let k = key(c);
         let lock = self.lock(&k);
         let _guard = lock.lock().await;
+        self.begin(&k);
         // The status cache stays: while the deploy runs, status answers from it rather than
         // queue behind the deploy on podman's lock.
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
@@ -398,6 +422,7 @@ impl Runtime for PodmanRuntime {
         let k = key(c);
         let lock = self.lock(&k);
         let _guard = lock.lock().await;
+        self.begin(&k);
         self.forget(&k);
         let pods = self.pods(c).await?;
         self.remove_pods(&pods).await?;
@@ -415,24 +440,40 @@ impl Runtime for PodmanRuntime {
 
     async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
         let k = key(c);
-        let lock = self.lock(&k);
-        // Held while podman is asked: a deploy that began halfway through the reads would give a
-        // view of half-removed containers. A deploy under way is not waited for.
-        let idle = lock.try_lock();
-        let deploying = idle.is_err();
-        if let Some((at, s)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k)
+        let cached = || self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k).cloned();
+        let deploying = self.lock(&k).try_lock().is_err();
+        if let Some((at, s)) = cached()
             && (deploying || at.elapsed() < self.config.status_ttl)
         {
-            return Ok(s.clone());
+            return Ok(s);
         }
-        let s = self.status_uncached(c).await?;
-        // Cached before a deploy can begin, so that the deploy's end clears it.
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(k, (Instant::now(), s.clone()));
-        drop(idle);
-        Ok(s)
+        if deploying {
+            // No whole view yet: what podman says now, not kept.
+            return self.status_uncached(c).await;
+        }
+        // A deploy that begins while podman is asked can tear the view (the old pod half
+        // removed): then the last whole view answers while it runs, or podman is asked again.
+        let mut attempts = 0;
+        loop {
+            let before = self.begun(&k);
+            let read = self.status_uncached(c).await?;
+            attempts += 1;
+            if self.begun(&k) == before {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k, (Instant::now(), read.clone()));
+                return Ok(read);
+            }
+            if self.lock(&k).try_lock().is_err()
+                && let Some((_, whole)) = cached()
+            {
+                return Ok(whole);
+            }
+            if attempts == 2 {
+                return Ok(read);
+            }
+        }
     }
 
     async fn logs(&self, c: ComponentRef<'_>, request: LogsRequest) -> Result<LogStream, RuntimeError> {
