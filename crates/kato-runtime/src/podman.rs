@@ -186,25 +186,6 @@ impl PodmanRuntime {
         locks.entry(key.to_owned()).or_default().clone()
     }
 
-    /// A deploy or stop of the component begins (its lock held).
-    fn begin(&self, key: &str) {
-        *self
-            .begun
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_owned())
-            .or_default() += 1;
-    }
-
-    fn begun(&self, key: &str) -> u64 {
-        self.begun
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .copied()
-            .unwrap_or(0)
-    }
-
     fn forget(&self, key: &str) {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
@@ -439,41 +420,7 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn status(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
-        let k = key(c);
-        let cached = || self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k).cloned();
-        let deploying = self.lock(&k).try_lock().is_err();
-        if let Some((at, s)) = cached()
-            && (deploying || at.elapsed() < self.config.status_ttl)
-        {
-            return Ok(s);
-        }
-        if deploying {
-            // No whole view yet: what podman says now, not kept.
-            return self.status_uncached(c).await;
-        }
-        // A deploy that begins while podman is asked can tear the view (the old pod half
-        // removed): then the last whole view answers while it runs, or podman is asked again.
-        let mut attempts = 0;
-        loop {
-            let before = self.begun(&k);
-            let read = self.status_uncached(c).await?;
-            attempts += 1;
-            if self.begun(&k) == before {
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(k, (Instant::now(), read.clone()));
-                return Ok(read);
-            }
-            if self.lock(&k).try_lock().is_err()
-                && let Some((_, whole)) = cached()
-            {
-                return Ok(whole);
-            }
-            if attempts == 2 {
-                return Ok(read);
-            }
-        }
+        self.status_cached(c).await
     }
 
     async fn logs(&self, c: ComponentRef<'_>, request: LogsRequest) -> Result<LogStream, RuntimeError> {

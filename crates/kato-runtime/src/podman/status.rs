@@ -1,4 +1,5 @@
-//! podman's inspect answers → the component's status: container states, reasons, phases.
+//! The component's status: cached between reads and while a deploy runs, and from podman's
+//! inspect answers: container states, reasons, phases.
 
 use super::*;
 
@@ -6,6 +7,65 @@ use super::*;
 pub(super) const CRASH_LOOP_RESTARTS: u32 = 3;
 
 impl PodmanRuntime {
+    /// The component's status: the cached view while it is fresh or while a deploy runs, else
+    /// podman's answer.
+    pub(super) async fn status_cached(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
+        let k = key(c);
+        let cached = || self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&k).cloned();
+        let deploying = self.lock(&k).try_lock().is_err();
+        if let Some((at, s)) = cached()
+            && (deploying || at.elapsed() < self.config.status_ttl)
+        {
+            return Ok(s);
+        }
+        if deploying {
+            // No whole view yet: what podman says now, not kept.
+            return self.status_uncached(c).await;
+        }
+        // A deploy that begins while podman is asked can tear the view (the old pod half
+        // removed): then the last whole view answers while it runs, or podman is asked again.
+        let mut attempts = 0;
+        loop {
+            let before = self.begun(&k);
+            let read = self.status_uncached(c).await?;
+            attempts += 1;
+            if self.begun(&k) == before {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(k, (Instant::now(), read.clone()));
+                return Ok(read);
+            }
+            if self.lock(&k).try_lock().is_err()
+                && let Some((_, whole)) = cached()
+            {
+                return Ok(whole);
+            }
+            if attempts == 2 {
+                return Ok(read);
+            }
+        }
+    }
+
+    /// A deploy or stop of the component begins (its lock held).
+    pub(super) fn begin(&self, key: &str) {
+        *self
+            .begun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_default() += 1;
+    }
+
+    fn begun(&self, key: &str) -> u64 {
+        self.begun
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub(super) async fn status_uncached(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
         let mut pods = Vec::new();
         for name in self.pods(c).await? {
