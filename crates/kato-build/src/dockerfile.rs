@@ -241,12 +241,7 @@ impl Builder {
             .arg(dockerfile)
             .arg("--iidfile")
             .arg(&iidfile);
-        if self.insecure(&req.target) {
-            cmd.arg("--tls-verify=false");
-        }
-        if let Some(a) = authfile {
-            cmd.arg("--authfile").arg(a);
-        }
+        self.registry_args(&mut cmd, req, authfile);
         for (k, v) in &req.source.build_args {
             cmd.arg("--build-arg").arg(format!("{k}={v}"));
         }
@@ -293,12 +288,7 @@ impl Builder {
                 .arg("oci")
                 .arg("--digestfile")
                 .arg(&digest_file);
-            if self.insecure(&req.target) {
-                cmd.arg("--tls-verify=false");
-            }
-            if let Some(a) = authfile {
-                cmd.arg("--authfile").arg(a);
-            }
+            self.registry_args(&mut cmd, req, authfile);
             cmd.arg(image_id).arg(format!("docker://{}", req.target));
             let done = run_tool(cmd, log, cancel).await.map_err(Attempt::fatal)?;
             let digest = std::fs::read_to_string(&digest_file).unwrap_or_default();
@@ -344,6 +334,17 @@ impl Builder {
         match recorded {
             Some(d) if d.starts_with("sha256:") => Some(d),
             _ => self.image_digest(base).await,
+        }
+    }
+
+    /// How podman reaches registries for this build: plain HTTP to a loopback platform registry,
+    /// and the build's auth file.
+    fn registry_args(&self, cmd: &mut Command, req: &BuildRequest, authfile: Option<&Path>) {
+        if self.insecure(&req.target) {
+            cmd.arg("--tls-verify=false");
+        }
+        if let Some(a) = authfile {
+            cmd.arg("--authfile").arg(a);
         }
     }
 

@@ -96,13 +96,7 @@ fn workload(out: &mut String, plan: &Plan<'_>) {
             let mut template = spec.nested();
             template.field_key("metadata");
             let mut meta = template.nested();
-            if !plan.template_annotations.is_empty() {
-                meta.field_key("annotations");
-                let mut a = meta.nested();
-                for (k, v) in &plan.template_annotations {
-                    a.str_entry(k, v);
-                }
-            }
+            annotations(&mut meta, &plan.template_annotations);
             meta.field_key("labels");
             labels(meta.nested(), plan);
             template.field_key("spec");
@@ -121,18 +115,26 @@ fn workload(out: &mut String, plan: &Plan<'_>) {
 fn metadata(doc: &mut Compound<'_>, plan: &Plan<'_>, name: &str, annotated: bool) {
     doc.field_key("metadata");
     let mut m = doc.nested();
-    if annotated && !plan.annotations.is_empty() {
-        m.field_key("annotations");
-        let mut a = m.nested();
-        for (k, v) in &plan.annotations {
-            a.str_entry(k, v);
-        }
+    if annotated {
+        annotations(&mut m, &plan.annotations);
     }
     m.field_key("labels");
     labels(m.nested(), plan);
     m.str_field("name", name);
     if let Some(ns) = plan.namespace {
         m.str_field("namespace", ns);
+    }
+}
+
+/// `annotations:` with these entries (already in key order); nothing when there are none.
+fn annotations(m: &mut Compound<'_>, entries: &[(String, String)]) {
+    if entries.is_empty() {
+        return;
+    }
+    m.field_key("annotations");
+    let mut a = m.nested();
+    for (k, v) in entries {
+        a.str_entry(k, v);
     }
 }
 
