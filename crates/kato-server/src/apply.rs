@@ -2,8 +2,8 @@
 //! written in one transaction so that a batch lands whole or not at all.
 //!
 //! A document is `{kind: Plugin|Component, metadata: {name, team?}, spec: {…}}`. A plug-in
-//! whose draft differs from its newest version gets a new version (its image resolved before
-//! the transaction). A component's `spec.plugins`, when present, is the full set of its
+//! whose draft differs from its newest version gets a new version, made as `POST …/versions`
+//! makes one (its image pinned before the transaction: see [`prepare_versions`]). A component's `spec.plugins`, when present, is the full set of its
 //! installations: plug-ins not listed are uninstalled; an entry without `version` runs the
 //! newest succeeded version.
 
@@ -13,11 +13,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use kato_model::{ComponentSpec, InstallRequest, PluginName, PluginSpec, Source, TeamName, VersionStatus};
+use kato_store::Tx;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::Body;
 use crate::auth::Principal;
+use crate::builds::pin::{LogTo, Pin, pin_image, record as record_pin};
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, NO_PLATFORM_REGISTRY, draft_changed, require_team};
 use crate::state::AppState;
@@ -121,7 +123,34 @@ pub async fn handler(
     Ok(Json(apply(&state, &team, &req.documents).await?))
 }
 
+/// A component document: its index, its spec and, when listed, its full set of installations.
+type ComponentDoc = (usize, ComponentSpec, Option<Vec<Installed>>);
+
+/// How many times an apply starts over when other requests cut versions of its plug-ins
+/// between its pins and its transaction.
+const ATTEMPTS: u32 = 3;
+
 pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
+    let (plugins, components) = parse_all(team, documents)?;
+    let mut attempt = 1;
+    loop {
+        let versions = prepare_versions(state, team, &plugins).await?;
+        match write(state, team, &plugins, versions, &components).await? {
+            Ok(out) => return Ok(out),
+            Err(Raced(plugin)) if attempt < ATTEMPTS => {
+                tracing::debug!(%plugin, attempt, "a version was cut while apply ran: starting over");
+                attempt += 1;
+            }
+            Err(Raced(plugin)) => {
+                return Err(ApiError::Conflict(format!(
+                    "plug-in `{plugin}` kept getting new versions from other requests while this apply ran: apply again"
+                )));
+            }
+        }
+    }
+}
+
+fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginSpec>, Vec<ComponentDoc>)> {
     let mut plugins = Vec::new();
     let mut components = Vec::new();
     let mut seen = BTreeSet::new();
@@ -156,30 +185,81 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
             }
         }
     }
+    Ok((plugins, components))
+}
 
-    // Resolve the images of drafts that need a new version before the transaction: the
-    // registry may be slow, and a failure must leave everything as it was.
-    let mut pinned = Vec::new();
-    for p in &plugins {
+/// The new version a plug-in document cuts, prepared before the transaction.
+enum NewVersion {
+    /// An image source, pinned for the number the version is expected to get.
+    Pinned(Box<Pin>),
+    /// A Dockerfile source, queued for the build worker.
+    Queued,
+    /// A version that fails at once, and why.
+    Failed(&'static str),
+}
+
+/// Another request cut a version of this plug-in after its image was pinned for that number.
+struct Raced(PluginName);
+
+/// Pins the images of drafts that need a new version, through the path `POST …/versions`
+/// takes ([`pin_image`]), so an applied version is the same kind of version: copied into the
+/// platform registry with the team's credentials, with its provenance and its log.
+///
+/// This happens before the transaction, because a registry may be slow and a registry failure
+/// must reject the apply with nothing changed: no version, no log, no plug-in. The version row
+/// cannot exist yet, so the image is pinned for the number the version will get (one more
+/// than the plug-in's last: it lands at `…/team/plugin:vN` as with `POST …/versions`), its
+/// log lines are held, and the transaction writes them with the version. Should another
+/// request cut a version of the plug-in in between, the transaction sees a different number
+/// and the apply starts over (its copy is then quick: the blobs are there). In that race the
+/// tag `vN` may end up naming this apply's image instead of the other version's; both versions
+/// stay pinned by digest, so what runs is never wrong. A rejected apply may leave a copied
+/// image in the platform registry, under a tag that the next version's copy replaces.
+async fn prepare_versions(
+    state: &AppState,
+    team: &TeamName,
+    plugins: &[PluginSpec],
+) -> ApiResult<Vec<Option<NewVersion>>> {
+    let mut out = Vec::new();
+    for p in plugins {
         let latest = state.store.list_versions(team, &p.name).await?.pop().map(|r| r.version);
-        let needs_version = draft_changed(p, latest.as_ref());
-        let result = match (&p.source, needs_version) {
-            (_, false) => None,
-            (Source::Image(image), true) => Some(Ok(Some(state.resolver.resolve(image).await?.reference))),
-            (Source::Dockerfile(_), true) if state.builds.settings.registry.is_none() => {
-                Some(Err(NO_PLATFORM_REGISTRY))
+        if !draft_changed(p, latest.as_ref()) {
+            out.push(None);
+            continue;
+        }
+        let new = match &p.source {
+            Source::Image(image) => {
+                let n = state.store.next_version_number(team, &p.name).await?;
+                let pin = pin_image(state, &(team.clone(), p.name.clone(), n), image, LogTo::Held).await?;
+                if let Err(e) = pin.outcome {
+                    return Err(e.into());
+                }
+                NewVersion::Pinned(Box::new(pin))
             }
-            // Queued for the build worker.
-            (Source::Dockerfile(_), true) => Some(Ok(None)),
+            Source::Dockerfile(_) if state.builds.settings.registry.is_none() => {
+                NewVersion::Failed(NO_PLATFORM_REGISTRY)
+            }
+            Source::Dockerfile(_) => NewVersion::Queued,
         };
-        pinned.push(result);
+        out.push(Some(new));
     }
+    Ok(out)
+}
 
+/// Writes every document in one transaction; `Raced` (nothing written) when a pinned version
+/// did not get the number it was pinned for.
+async fn write(
+    state: &AppState,
+    team: &TeamName,
+    plugins: &[PluginSpec],
+    versions: Vec<Option<NewVersion>>,
+    components: &[ComponentDoc],
+) -> ApiResult<Result<Vec<Outcome>, Raced>> {
     let mut out = Vec::new();
     let mut queued = false;
     let mut tx = state.begin().await?;
     require_team(&mut tx, team).await?;
-    for (p, build) in plugins.iter().zip(pinned) {
+    for (p, new) in plugins.iter().zip(versions) {
         let action = match tx.get_plugin(team, &p.name).await? {
             None => {
                 tx.insert_plugin(team, p).await?;
@@ -196,32 +276,44 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
             name: p.name.to_string(),
             action: action.into(),
         });
-        if let Some(build) = build {
-            let status = match build {
-                Ok(None) => VersionStatus::Queued,
-                _ => VersionStatus::Building,
-            };
-            let v = tx.insert_version(team, &p.name, p, status).await?;
-            match build {
-                Ok(None) => queued = true,
-                Ok(Some(image)) => {
-                    tx.finish_version(team, &p.name, v.number, VersionStatus::Succeeded, Some(&image), None)
-                        .await?
-                }
-                Err(why) => {
-                    tx.finish_version(team, &p.name, v.number, VersionStatus::Failed, None, Some(why))
-                        .await?
-                }
+        let Some(new) = new else { continue };
+        let status = match new {
+            NewVersion::Queued => VersionStatus::Queued,
+            _ => VersionStatus::Building,
+        };
+        let v = tx.insert_version(team, &p.name, p, status).await?;
+        match new {
+            NewVersion::Queued => queued = true,
+            NewVersion::Failed(why) => {
+                tx.finish_version(team, &p.name, v.number, VersionStatus::Failed, None, Some(why))
+                    .await?
             }
-            out.push(Outcome {
-                kind: "Plugin",
-                name: p.name.to_string(),
-                action: format!("versioned {}", v.number),
-            });
+            // Dropping the transaction rolls everything back.
+            NewVersion::Pinned(pin) if pin.key.2 != v.number => return Ok(Err(Raced(p.name.clone()))),
+            NewVersion::Pinned(pin) => record_pin(&mut tx, &pin).await?,
         }
+        out.push(Outcome {
+            kind: "Plugin",
+            name: p.name.to_string(),
+            action: format!("versioned {}", v.number),
+        });
     }
+    write_components(&mut tx, team, components, &mut out).await?;
+    write_installations(&mut tx, state, team, components, &mut out).await?;
+    state.commit(tx).await?;
+    if queued {
+        state.builds.wake();
+    }
+    Ok(Ok(out))
+}
 
-    // Components in dependency order: a pass puts every component whose dependencies exist.
+/// Components in dependency order: a pass puts every component whose dependencies exist.
+async fn write_components(
+    tx: &mut Tx,
+    team: &TeamName,
+    components: &[ComponentDoc],
+    out: &mut Vec<Outcome>,
+) -> ApiResult<()> {
     let mut pending: Vec<_> = components.iter().collect();
     while !pending.is_empty() {
         let before = pending.len();
@@ -234,7 +326,7 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
             }
             if ready {
                 let existed = tx.get_component(team, &c.name).await?.map(|x| x.spec);
-                ops::put_component(&mut tx, team, c, false).await?;
+                ops::put_component(tx, team, c, false).await?;
                 let action = match existed {
                     None => "created",
                     Some(old) if old != *c => "updated",
@@ -263,8 +355,18 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
         }
         pending = rest;
     }
+    Ok(())
+}
 
-    for (i, c, declared) in &components {
+/// The installations of components that list them: those not listed are uninstalled.
+async fn write_installations(
+    tx: &mut Tx,
+    state: &AppState,
+    team: &TeamName,
+    components: &[ComponentDoc],
+    out: &mut Vec<Outcome>,
+) -> ApiResult<()> {
+    for (i, c, declared) in components {
         let Some(declared) = declared else { continue };
         let current = tx.list_installations(team, &c.name).await?;
         for r in &current {
@@ -283,7 +385,7 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
                 .find(|r| r.installation.plugin == d.plugin)
                 .map(|r| r.installation.clone());
             let (after, _, created) = ops::install(
-                &mut tx,
+                tx,
                 &state.discovery.key,
                 team,
                 &c.name,
@@ -312,9 +414,5 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
             });
         }
     }
-    state.commit(tx).await?;
-    if queued {
-        state.builds.wake();
-    }
-    Ok(out)
+    Ok(())
 }

@@ -2,11 +2,12 @@
 //! caller's transaction, so a rejected request changes nothing.
 
 use kato_model::{
-    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Provenance,
-    Source, TeamName, Version, VersionStatus,
+    ComponentName, ComponentSpec, InstallRequest, Installation, Meta, PluginKind, PluginName, PluginSpec, Source,
+    TeamName, Version, VersionStatus,
 };
 use kato_store::{InstallationKey, InstallationRecord, Store, Tx, VersionRecord};
 
+use crate::builds::pin::{LogTo, pin_image, record as record_pin};
 use crate::discovery::{TokenKey, document, same_content};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -376,10 +377,10 @@ pub async fn delete_plugin(tx: &mut Tx, team: &TeamName, name: &PluginName, forc
     Ok(components)
 }
 
-/// Snapshots the draft into a new version and builds it: an image source is resolved in its
-/// registry and pinned by digest (copied into the platform registry when there is one); a
-/// Dockerfile source is queued for the build worker. The version row is written first (status `building`) so a
-/// crash mid-resolution leaves a trace that the next start marks failed.
+/// Snapshots the draft into a new version and builds it: an image source is pinned by
+/// [`pin_image`] (the path `apply` takes too); a Dockerfile source is queued for the build
+/// worker. The version row is written first (status `building`) so a crash mid-resolution
+/// leaves a trace that the next start marks failed, and the pin's log is stored as it comes.
 pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginName) -> ApiResult<VersionRecord> {
     let mut tx = state.begin().await?;
     require_team(&mut tx, team).await?;
@@ -406,66 +407,12 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
         state.builds.wake();
         return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
     };
-    let image = image.clone();
     let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
     state.commit(tx).await?;
     let key = (team.clone(), plugin.clone(), v.number);
-    // The team's credentials for the image's registry need a resolver of their own.
-    let credentials = state.builds.credentials_for(&state.store, team).await?;
-    let registry = image.reference().registry().to_owned();
-    // Retries of a registry that failed for a passing reason are told in the version's log.
-    let (log, writer) = state
-        .builds
-        .version_log(&state.store, &key, crate::builds::secret_forms(&credentials));
-    let resolver = if credentials.iter().any(|c| c.registry == registry) {
-        kato_build::Resolver::new(kato_build::ResolverConfig {
-            credentials,
-            ..kato_build::ResolverConfig::default()
-        })
-        .logging_to(log)
-    } else {
-        state.resolver.logging_to(log)
-    };
-    // With a platform registry, running components pull only from it: copy the image there.
-    let outcome = match state.builds.target(&key) {
-        Some(dest) => resolver.copy(&image, &dest).await.map(|c| {
-            let provenance = Provenance {
-                source_image: Some(c.source.reference),
-                digest: Some(c.pinned.digest.clone()),
-                ..Provenance::default()
-            };
-            (c.pinned.reference, provenance)
-        }),
-        None => resolver.resolve(&image).await.map(|p| {
-            let provenance = Provenance {
-                source_image: Some(p.reference.clone()),
-                digest: Some(p.digest),
-                ..Provenance::default()
-            };
-            (p.reference, provenance)
-        }),
-    };
-    drop(resolver);
-    let _ = writer.await;
+    let pin = pin_image(state, &key, image, LogTo::Stored).await?;
     let mut tx = state.begin().await?;
-    match &outcome {
-        Ok((reference, provenance)) => {
-            tx.set_provenance(&key, provenance).await?;
-            tx.finish_version(team, plugin, v.number, VersionStatus::Succeeded, Some(reference), None)
-                .await?
-        }
-        Err(e) => {
-            tx.finish_version(
-                team,
-                plugin,
-                v.number,
-                VersionStatus::Failed,
-                None,
-                Some(&e.to_string()),
-            )
-            .await?
-        }
-    }
+    record_pin(&mut tx, &pin).await?;
     let record = tx.get_version(team, plugin, v.number).await?;
     state.commit(tx).await?;
     record.ok_or_else(|| ApiError::Internal("version vanished".into()))

@@ -236,3 +236,90 @@ async fn components_apply_in_dependency_order_and_listed_plugins_are_the_full_se
         "{v}"
     );
 }
+
+/// A version that `apply` cuts is made as `POST …/versions` makes one: the image is read with
+/// the team's credentials, copied into the platform registry, pinned there by digest, with its
+/// provenance and its log; an image it cannot read rejects the apply with nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applied_image_version_is_pinned_in_the_platform_registry_like_a_built_one() {
+    let s = Server::start_building(|_| {}).await;
+    s.team("demo").await;
+    let password = "vendor-pass-789";
+    let vendor = kato_testkit::TestRegistry::start_with_auth("puller", password).await;
+    let pushed = vendor.push_image("vendor/agent", "2").await;
+    let doc = json!({"kind": "Plugin", "metadata": {"name": "agent"}, "spec": {"kind": "general", "source": {"image": pushed.image.as_str()}}});
+    let apply = json!({"documents": [doc]});
+
+    let (status, e) = s.call(Method::POST, "/teams/demo/apply", Some(apply.clone())).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("registry_unauthorized")),
+        "{e}"
+    );
+    assert_eq!(
+        s.snapshot("demo").await,
+        json!({"plugins": [], "versions": {}, "components": [], "installations": {}})
+    );
+
+    s.ok(
+        Method::POST,
+        "/teams/demo/credentials",
+        Some(json!({"host": vendor.host(), "username": "puller", "password": password})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let out = s
+        .ok(Method::POST, "/teams/demo/apply", Some(apply), StatusCode::OK)
+        .await;
+    assert_eq!(actions(&out), ["Plugin agent created", "Plugin agent versioned 1"]);
+    let applied = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/agent/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(applied["status"], "succeeded", "{applied}");
+    let copy = format!("{}/platform/demo/agent@{}", s.registry.host(), pushed.digest);
+    assert_eq!(applied["image"], copy);
+    assert_eq!(
+        applied["provenance"],
+        json!({"source_image": pushed.pinned(), "digest": pushed.digest})
+    );
+    assert_eq!(
+        s.registry.registry_digest("platform/demo/agent", "v1").await.as_deref(),
+        Some(pushed.digest.as_str()),
+        "the copy is tagged with its version number, as a built version's is"
+    );
+
+    // The same draft through the API: the same kind of version, apart from its number and times.
+    let built = s
+        .ok(
+            Method::POST,
+            "/teams/demo/plugins/agent/versions",
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        for k in ["number", "created_at", "finished_at"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    assert_eq!(strip(&applied), strip(&built));
+    assert_eq!(
+        s.registry.registry_digest("platform/demo/agent", "v2").await.as_deref(),
+        Some(pushed.digest.as_str())
+    );
+    for n in [1, 2] {
+        let path = format!("/api/v1/teams/demo/plugins/agent/versions/{n}/log");
+        let (status, log) = s.raw(Method::GET, &path, Some(&s.admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        assert!(log.contains(&format!("platform/demo/agent:v{n}")), "{log}");
+        assert!(log.contains(&format!("succeeded: {copy}")), "{log}");
+        assert!(!log.contains(password), "{log}");
+    }
+}

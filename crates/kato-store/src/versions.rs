@@ -20,6 +20,9 @@ reads! {
     fn latest_succeeded_version(team: &TeamName, plugin: &PluginName) -> Option<Version>;
     /// Every version still `queued` or `building`, in every team, oldest first.
     fn unfinished_versions() -> Vec<VersionKey>;
+    /// The number the plug-in's next version gets unless another is cut first: one more than
+    /// the highest ever cut (1 for a plug-in that does not exist yet).
+    fn next_version_number(team: &TeamName, plugin: &PluginName) -> u32;
 }
 
 /// The columns a [`VersionRow`] is read from; a macro so that queries stay `&'static str`.
@@ -122,6 +125,19 @@ async fn unfinished_versions<'e>(e: impl AnyExecutor<'e>) -> Result<Vec<VersionK
     rows.into_iter()
         .map(|(t, p, n)| Ok((name(&t)?, name(&p)?, number(n)?)))
         .collect()
+}
+
+async fn next_version_number<'e>(
+    e: impl AnyExecutor<'e>,
+    team: &TeamName,
+    plugin: &PluginName,
+) -> Result<u32, StoreError> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT last_version FROM plugins WHERE team = $1 AND name = $2")
+        .bind(team.as_str())
+        .bind(plugin.as_str())
+        .fetch_optional(e)
+        .await?;
+    number(row.map_or(0, |(n,)| n) + 1)
 }
 
 fn immutable(plugin: &PluginName, n: u32, st: &str) -> StoreError {

@@ -4,6 +4,7 @@
 
 pub mod local_registry;
 mod log;
+pub mod pin;
 mod platform;
 mod worker;
 
@@ -229,6 +230,25 @@ impl Builds {
             rx,
         ));
         (BuildLog::new(tx), writer)
+    }
+
+    /// A log for a version not written yet: its lines, stamped as they come and scrubbed as
+    /// [`Builds::version_log`] scrubs them, are answered once every clone of the log is dropped,
+    /// for the transaction that writes the version to store with them.
+    pub(crate) fn held_log(
+        self: &Arc<Self>,
+        secrets: Vec<String>,
+    ) -> (BuildLog, tokio::task::JoinHandle<Vec<(String, String)>>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let me = self.clone();
+        let collector = tokio::spawn(async move {
+            let mut lines = Vec::new();
+            while let Some(line) = rx.recv().await {
+                lines.push((kato_store::now(), scrub(&me.redact(&line), &secrets)));
+            }
+            lines
+        });
+        (BuildLog::new(tx), collector)
     }
 
     fn redact(&self, line: &str) -> String {

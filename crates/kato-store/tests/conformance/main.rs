@@ -196,6 +196,8 @@ async fn versions_are_numbered_per_plugin_and_never_reused(db: Db) {
     assert!(tx.delete_version(&t, &p, 3).await.unwrap());
     assert!(!tx.delete_version(&t, &p, 3).await.unwrap());
     assert!(tx.delete_version(&t, &p, 1).await.unwrap());
+    assert_eq!(tx.next_version_number(&t, &p).await.unwrap(), 4);
+    assert_eq!(tx.next_version_number(&t, &plugin_name("ghost")).await.unwrap(), 1);
     let v = tx
         .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
         .await
@@ -210,6 +212,7 @@ async fn versions_are_numbered_per_plugin_and_never_reused(db: Db) {
         .map(|v| v.version.number)
         .collect();
     assert_eq!(numbers, [2, 4]);
+    assert_eq!(store.next_version_number(&t, &p).await.unwrap(), 5);
 
     // A version keeps the draft as it was when cut.
     let mut edited = plugin("p");
