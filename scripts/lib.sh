@@ -1,5 +1,11 @@
 # Shared helpers for the project's scripts (sourced, not run).
 
+# What `kato serve` needs on its default podman target and for Dockerfile builds, named one by
+# one: apt installs podman's pause binary (catatonit), its netavark network stack with DNS
+# (aardvark-dns) and the iptables netavark calls only as recommendations or not at all, and
+# the scripts install with --no-install-recommends. `kato doctor` checks the same list.
+KATO_PACKAGES=(ca-certificates git podman conmon runc catatonit netavark aardvark-dns iptables uidmap buildah docker-registry)
+
 # Installs Debian packages that are missing; a no-op when all are present.
 need_packages() {
   local missing=()

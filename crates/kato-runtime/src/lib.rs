@@ -20,7 +20,7 @@ use serde::Serialize;
 
 pub use kubernetes::KubernetesRuntime;
 pub use none::NoneRuntime;
-pub use podman::{CONTAINERS_CONF, PodmanConfig, PodmanRuntime, podman_on_path};
+pub use podman::{CONTAINERS_CONF, KUBE_NETWORK, PodmanConfig, PodmanRuntime, kube_network_gateway, podman_on_path};
 
 /// Which engine a server drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -30,9 +30,12 @@ use crate::{
 /// The settings podman needs on hosts like Kato's (cgroup v1 hybrid mode, no systemd).
 pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
+mod network;
 mod plan;
 mod resources;
 mod status;
+
+pub use network::{KUBE_NETWORK, kube_network_gateway};
 
 use plan::*;
 use status::*;
@@ -109,7 +112,8 @@ pub fn podman_on_path() -> bool {
 impl PodmanRuntime {
     /// Writes the project's containers.conf into the data dir and prepares the target.
     pub fn new(config: PodmanConfig) -> std::io::Result<Self> {
-        let dir = config.data_dir.join("podman");
+        // Absolute: podman and its helpers read CONTAINERS_CONF from other working directories.
+        let dir = std::path::absolute(config.data_dir.join("podman"))?;
         std::fs::create_dir_all(&dir)?;
         let conf_path = dir.join("containers.conf");
         if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(CONTAINERS_CONF) {

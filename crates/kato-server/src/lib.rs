@@ -7,9 +7,11 @@ pub mod auth;
 pub mod builds;
 pub mod cache;
 pub mod discovery;
+pub mod doctor;
 pub mod error;
 pub mod listener;
 pub mod ops;
+mod pod_address;
 pub mod reconcile;
 pub mod state;
 pub mod views;
@@ -65,6 +67,10 @@ pub enum StartError {
     AdminToken { path: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source} (pick another address with --listen)")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen for plug-ins on {addr}, podman's pod network gateway: {source} (give --public-url and listen where pods reach it)"
+    )]
+    PodListen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot prepare the {target} target: {message}")]
     Target { target: TargetKind, message: String },
     #[error("the server stopped: {0}")]
@@ -79,12 +85,31 @@ pub fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("kato.db").display())
 }
 
+/// Creates the data dir (private to this user) and makes its path absolute, once, so that
+/// every process Kato starts (podman, buildah's helpers, git, the registry), whatever its working
+/// directory, finds the files Kato writes there.
+pub fn resolve_data_dir(dir: &Path) -> Result<PathBuf, StartError> {
+    let failed = |source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(failed)?;
+    // Also when it existed before, with wider permissions: it holds the admin token and the keys.
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(failed)?;
+    dir.canonicalize().map_err(failed)
+}
+
 /// Opens the store, makes sure an admin token exists, and builds the shared state.
 pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    let config = &Config {
+        data_dir: resolve_data_dir(&config.data_dir)?,
+        ..config.clone()
+    };
     let url = config
         .database_url
         .clone()
@@ -232,6 +257,7 @@ pub async fn serve(
     mut config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    config.data_dir = resolve_data_dir(&config.data_dir)?;
     let mut _local_registry = None;
     if config.builds.registry.is_none()
         && let Some(addr) = config.builds.local_registry
@@ -255,7 +281,20 @@ pub async fn serve(
             ),
         }
     }
+    let pods = pod_address::choose(&mut config).await?;
     let (state, token_path) = prepare(&config).await?;
+    for failed in doctor::check(&doctor::Needs::of(&config))
+        .await
+        .iter()
+        .filter(|c| !c.ok)
+    {
+        tracing::warn!(
+            check = failed.name,
+            fix = failed.fix.as_deref().unwrap_or(""),
+            "{}",
+            failed.detail
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -276,7 +315,13 @@ pub async fn serve(
     };
     println!("target: {target} ({why})");
     println!("admin token: {}", token_path.display());
-    serve_on(listener, state, shutdown).await
+    if let Some(p) = &pods {
+        println!(
+            "plug-ins reach the discovery API at {} ({})",
+            state.discovery_base_url, p.why
+        );
+    }
+    serve_listeners(listener, pods.and_then(|p| p.listener), state, shutdown).await
 }
 
 /// Serves the API on a listener the caller bound.
@@ -285,24 +330,51 @@ pub async fn serve_on(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    serve_listeners(listener, None, state, shutdown).await
+}
+
+/// Serves the API on `listener`, and only the discovery API on `pods` (the address pods reach).
+pub async fn serve_listeners(
+    listener: tokio::net::TcpListener,
+    pods: Option<tokio::net::TcpListener>,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let stop = kato_build::CancellationToken::new();
     let worker = tokio::spawn(builds::run_worker(state.clone(), stop.clone()));
     let discovery = state.discovery.clone();
     let stopping = state.builds.stopping.clone();
-    let shutdown = async move {
-        shutdown.await;
-        // Long-polls answer at once instead of holding the shutdown for their whole wait, and
-        // followed logs end (their builds are stopped only once the server has shut down).
-        discovery.hub.close();
-        stopping.cancel();
+    let ending = kato_build::CancellationToken::new();
+    let shutdown = {
+        let ending = ending.clone();
+        async move {
+            shutdown.await;
+            // Long-polls answer at once instead of holding the shutdown for their whole wait, and
+            // followed logs end (their builds are stopped only once the server has shut down).
+            discovery.hub.close();
+            stopping.cancel();
+            ending.cancel();
+        }
     };
     // Held by each connection the discovery path serves; `closed` once the last one ended.
     let (all_closed, open) = tokio::sync::watch::channel(());
+    let pods = match pods {
+        Some(tcp) => {
+            let lean = listener::lean(tcp, state.clone(), open.clone()).map_err(StartError::Serve)?;
+            let serving = axum::serve(lean, api::discovery_router(state.clone()))
+                .with_graceful_shutdown(ending.cancelled_owned());
+            Some(tokio::spawn(serving.into_future()))
+        }
+        None => None,
+    };
     let lean = listener::lean(listener, state.clone(), open).map_err(StartError::Serve)?;
     let served = axum::serve(lean, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(StartError::Serve);
+    if let Some(pods) = pods {
+        let _ = pods.await;
+    }
     // Their long-polls were answered when the hub closed; they end after writing it.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all_closed.closed()).await;
     stop.cancel();

@@ -15,24 +15,45 @@ pub fn base_image() -> &'static str {
     const NAME: &str = "localhost/kato-test/busybox:1";
     static MADE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     MADE.get_or_init(|| {
-        let exists = podman().args(["image", "exists", NAME]).status();
-        if exists.is_ok_and(|s| s.success()) {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::create_dir_all(root.join("tmp")).unwrap();
-        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
-            .expect("/bin/busybox exists: install the busybox-static package");
-        for applet in ["sh", "echo", "true", "false", "cat", "sleep", "ls", "mkdir", "touch"] {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-        let tar = dir.path().join("base.tar");
-        run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."));
-        run(podman().args(["import", "--quiet"]).arg(&tar).arg(NAME));
+        import_busybox(
+            NAME,
+            &["sh", "echo", "true", "false", "cat", "sleep", "ls", "mkdir", "touch"],
+        )
     });
     NAME
+}
+
+/// `localhost/kato-test/busybox-full:1`: busybox-static with every applet (`nc`, `sed`,
+/// `printf`…), for plug-ins in tests that speak HTTP from a shell script.
+pub fn busybox_full_image() -> &'static str {
+    const NAME: &str = "localhost/kato-test/busybox-full:1";
+    static MADE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let listed = run(Command::new("/bin/busybox").arg("--list"));
+        let applets: Vec<&str> = listed.lines().filter(|a| *a != "busybox").collect();
+        import_busybox(NAME, &applets);
+    });
+    NAME
+}
+
+/// Imports `/bin/busybox` with links for `applets` as `name`, unless podman has it already.
+fn import_busybox(name: &str, applets: &[&str]) {
+    let exists = podman().args(["image", "exists", name]).status();
+    if exists.is_ok_and(|s| s.success()) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("/bin/busybox exists: install the busybox-static package");
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    let tar = dir.path().join("base.tar");
+    run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."));
+    run(podman().args(["import", "--quiet"]).arg(&tar).arg(name));
 }
 
 fn podman() -> Command {

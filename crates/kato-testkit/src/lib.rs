@@ -24,7 +24,7 @@ mod flaky;
 mod image;
 mod registry;
 
-pub use build::{GitRepo, base_image, containers_conf};
+pub use build::{GitRepo, base_image, busybox_full_image, containers_conf};
 pub use flaky::FlakyRegistry;
 pub use image::PushedImage;
 pub use registry::TestRegistry;

@@ -45,6 +45,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// What the address pods reach serves: the discovery API (and its Rainbond-compatible path)
+/// only, so that the admin API stays on the address the operator chose.
+pub fn discovery_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(discovery::plugin_routes())
+        .fallback(only_discovery)
+        .layer(axum::middleware::from_fn(meta::count_requests))
+        .with_state(state)
+}
+
+async fn only_discovery() -> ApiError {
+    ApiError::NotFound(
+        "this address serves plug-ins the discovery API only (/discovery/v1/…, /v1/resources/…): the API is on the server's --listen address".into(),
+    )
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such path: see /api/v1/openapi.json for the API".into())
 }

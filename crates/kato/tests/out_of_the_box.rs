@@ -1,0 +1,248 @@
+//! The server as a newcomer starts it: from a working directory, on its default relative data
+//! dir (`./kato-data`), without `--public-url`, with the CLI run from the same directory finding
+//! the admin token there. Only the ports differ from the defaults, so that the test does not
+//! collide with a server the user runs (the README walk-through test runs on the defaults).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kato_testkit::{GitRepo, busybox_full_image, containers_conf};
+use serde_json::Value;
+
+const TEAM: &str = "oobox";
+
+/// A plug-in that prints its discovery document, through both of the URLs Kato gives it, every
+/// half second: busybox `nc` speaking HTTP/1.0, as plug-ins without an HTTP client do. busybox's
+/// `nc` stops reading at the end of its input, so the request comes through a FIFO held open
+/// until the answer ends.
+const PLUGIN_SH: &str = r#"trap 'exit 0' TERM
+mkfifo /tmp/in
+fetch() {
+  rest="${1#http://}"; hostport="${rest%%/*}"; path="/${rest#*/}"
+  nc -w 10 "${hostport%:*}" "${hostport##*:}" < /tmp/in > /tmp/resp & np=$!
+  { printf 'GET %s HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n' "$path" "$KATO_DISCOVERY_TOKEN"; exec sleep 60; } > /tmp/in & sp=$!
+  wait $np; kill $sp 2>/dev/null
+  tail -n 1 /tmp/resp
+}
+while true; do
+  echo "doc $(fetch "$KATO_DISCOVERY_URL")"
+  echo "compat $(fetch "$DISCOVER_URL")"
+  sleep 0.5 & wait $!
+done
+"#;
+
+/// `kato serve` in `dir`; killed on drop, with its pods.
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let label = format!("label=kato/team={TEAM}");
+        let pods = podman(&["pod", "ps", "-q", "--filter", &label]);
+        for pod in String::from_utf8_lossy(&pods.stdout).split_whitespace() {
+            podman(&["pod", "rm", "--force", "--time", "0", pod]);
+        }
+    }
+}
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman")
+        .args(args)
+        .env("CONTAINERS_CONF", containers_conf())
+        .output()
+        .expect("podman runs")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// No `--data-dir`, no `--public-url`, no CONTAINERS_CONF: what `scripts/serve` runs.
+    fn start(dir: &Path) -> Server {
+        let (port, registry) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_kato"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--local-registry", &format!("127.0.0.1:{registry}")])
+            .current_dir(dir)
+            .env_remove("KATO_DATA_DIR")
+            .env_remove("KATO_PUBLIC_URL")
+            .env_remove("KATO_DATABASE_URL")
+            .env_remove("KATO_TARGET")
+            .env_remove("KATO_REGISTRY")
+            .env_remove("CONTAINERS_CONF")
+            .stdout(std::fs::File::create(dir.join("serve.out")).unwrap())
+            .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Server {
+            child,
+            dir: dir.to_owned(),
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        s.wait_for("the server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        s
+    }
+
+    fn output(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        format!("{}{}", read("serve.out"), read("serve.err"))
+    }
+
+    /// The CLI, run from the server's working directory with no `--data-dir` and no token.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kato"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("KATO_DATA_DIR")
+            .env_remove("KATO_TOKEN")
+            .env("KATO_SERVER", &self.url)
+            .env("KATO_TEAM", TEAM)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kato {args:?} failed: {}{}\nserver:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            self.output()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `probe` until it gives a value (bounded: two minutes); a timeout shows what the
+    /// last probe saw.
+    fn wait_for<T>(&self, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let seen = match probe() {
+                Ok(v) => return v,
+                Err(seen) => seen,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; last seen: {seen}\nserver:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_logs(&self, container: &str, needle: &str) -> String {
+        self.wait_for(&format!("`{needle}` in the logs of {container}"), || {
+            let logs = self.ok(&["logs", "web", "-c", container, "--tail", "4"]);
+            if logs.contains(needle) { Ok(logs) } else { Err(logs) }
+        })
+    }
+}
+
+#[test]
+fn a_server_on_its_default_data_dir_builds_deploys_and_serves_discovery_to_its_pods() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new();
+    repo.write(
+        "Dockerfile",
+        &format!(
+            "FROM {}\nRUN echo built-by-kato > /built.txt\nCOPY plugin.sh /plugin.sh\nCMD [\"/bin/sh\", \"/plugin.sh\"]\n",
+            busybox_full_image()
+        ),
+    )
+    .write("plugin.sh", PLUGIN_SH)
+    .commit("a plug-in that reads its discovery document");
+    let server = Server::start(work.path());
+
+    // The data dir is the relative default, resolved against the server's working directory.
+    let data = work.path().join("kato-data");
+    assert!(data.join("admin.token").is_file(), "{}", server.output());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&data).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the data dir is private");
+
+    server.ok(&["team", "create", TEAM]);
+    let plugin = work.path().join("plugin.yaml");
+    std::fs::write(
+        &plugin,
+        format!(
+            "kind: Plugin\nmetadata: {{name: hello}}\nspec:\n  kind: general\n  source: {{dockerfile: {{repo: {}}}}}\n  config_groups:\n    - name: greeting\n      meta: none\n      injection: discovery\n      items: [{{name: GREETING, default: hello}}]\n",
+            repo.path().display()
+        ),
+    )
+    .unwrap();
+    server.ok(&["apply", "-f", "plugin.yaml"]);
+    // A RUN step: podman's helpers read the containers.conf in the data dir from other
+    // working directories.
+    let log = server.ok(&["plugin", "log", "hello", "1", "--follow"]);
+    let version: Value = serde_json::from_str(&server.ok(&["plugin", "version", "hello", "1", "-o", "json"])).unwrap();
+    assert_eq!(version["status"], "succeeded", "{version}\n{log}");
+    let image = version["image"].as_str().unwrap().to_owned();
+
+    std::fs::write(
+        work.path().join("web.yaml"),
+        format!(
+            "kind: Component\nmetadata: {{name: web}}\nspec:\n  image: \"{image}\"\n  command: \"trap 'exit 0' TERM; sleep 100000 & wait\"\n  plugins: [{{plugin: hello}}]\n"
+        ),
+    )
+    .unwrap();
+    server.ok(&["apply", "-f", "web.yaml"]);
+    server.ok(&["deploy", "web"]);
+
+    // The plug-in reaches the discovery API at the address the server told it, with no flags.
+    server.wait_logs("plugin-hello", "\"base\":{\"GREETING\":\"hello\"}");
+    server.wait_logs(
+        "plugin-hello",
+        "compat {\"base_normal\":{\"options\":{\"GREETING\":\"hello\"}}",
+    );
+    // A changed value reaches the running plug-in.
+    server.ok(&["install", "web", "hello", "--set", "GREETING=bye"]);
+    server.wait_logs("plugin-hello", "\"base\":{\"GREETING\":\"bye\"}");
+
+    // That address serves plug-ins the discovery API and nothing else: the admin API stays on
+    // loopback.
+    let out = server.output();
+    let public = out
+        .lines()
+        .find_map(|l| l.strip_prefix("plug-ins reach the discovery API at "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the server says where plug-ins reach it: {out}"))
+        .to_owned();
+    let host = public.trim_start_matches("http://");
+    assert!(!host.starts_with("127."), "{public}");
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let answer = http_get(host, "/api/v1/teams", token.trim());
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("discovery API only"), "{answer}");
+
+    server.ok(&["stop", "web"]);
+}
+
+/// A plain HTTP/1.1 GET, answered in full (the server closes after `Connection: close`).
+fn http_get(host: &str, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    answer
+}
