@@ -80,11 +80,13 @@ pub enum Command {
     Render(Render),
     /// Create or update plug-ins and components from YAML documents.
     Apply(Apply),
-    /// Run a component with its plug-ins on the server's target; changes redeploy it.
-    Deploy(ComponentArg),
+    /// Run a component with its plug-ins on the server's target; changes redeploy it. Exits
+    /// non-zero when the deploy failed or a container cannot run.
+    Deploy(Deploy),
     /// Stop a component: remove everything it runs.
     Stop(ComponentArg),
-    /// The component's state, pods and containers (app and plug-ins).
+    /// The component's state, pods and containers (app and plug-ins). Exits non-zero when the
+    /// component has failed: state `failed`, a container that cannot run, or a failed last deploy.
     Status(ComponentArg),
     /// A container's logs: the app's by default, a plug-in's with `-c plugin-NAME`.
     Logs(Logs),
@@ -93,6 +95,18 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct ComponentArg {
     pub component: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Deploy {
+    pub component: String,
+    /// Wait until the component runs with every container running (exit 0), or has failed or
+    /// --timeout passed (non-zero, with the reason); progress lines go to stderr.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (`90s`, `5m`, `1h`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, requires = "wait")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Args, Debug)]

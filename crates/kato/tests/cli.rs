@@ -272,6 +272,129 @@ async fn deploy_status_logs_and_stop_from_the_command_line() {
     assert!(!podman(&["pod", "exists", "demo-cliweb"]).status.success());
 }
 
+/// Removes a test's pod even when the test fails.
+struct PodCleanup(&'static str);
+
+impl Drop for PodCleanup {
+    fn drop(&mut self) {
+        podman(&["pod", "rm", "--force", "--time", "0", self.0]);
+    }
+}
+
+/// A busybox component that keeps running, created through the CLI.
+async fn running_component(env: &Env, name: &str) {
+    let image = push_busybox(&env.registry, "demo/app");
+    let file = env.dir.path().join(format!("{name}.json"));
+    let spec = serde_json::json!({"name": name, "image": image,
+        "command": "trap 'exit 0' TERM; sleep 100000 & wait"});
+    std::fs::write(&file, spec.to_string()).unwrap();
+    env.ok(&["component", "create", "-f", file.to_str().unwrap()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deploy_exits_non_zero_with_the_reason() {
+    let env = start_on(kato_server::TargetKind::Podman).await;
+    let _cleanup = PodCleanup("demo-clifail");
+    env.ok(&["team", "create", "demo"]).await;
+    running_component(&env, "clifail").await;
+    // A plug-in whose pinned image is gone from its (loopback) registry never starts.
+    let pushed = env.registry.push_image("demo/agent", "1").await;
+    env.ok(&[
+        "plugin",
+        "create",
+        "agent",
+        "--kind",
+        "general",
+        "--image",
+        pushed.image.as_str(),
+    ])
+    .await;
+    env.ok(&["plugin", "build", "agent"]).await;
+    env.registry.delete_manifest("demo/agent", &pushed.digest).await;
+    env.ok(&["install", "clifail", "agent"]).await;
+    let build = env.kato(&["plugin", "build", "agent"]).await;
+    let err = String::from_utf8_lossy(&build.stderr);
+    assert!(!build.status.success(), "a failed build exits non-zero: {err}");
+    assert!(err.contains("version 2 of agent failed"), "{err}");
+
+    let check = |out: &Output, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{what} exits non-zero: {err}");
+        assert!(
+            err.contains("container plugin-agent: ErrImagePull"),
+            "{what} says why on stderr: {err}"
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let table = check(&env.kato(&["deploy", "clifail"]).await, "deploy");
+    assert!(
+        table.starts_with("clifail podman: failed"),
+        "the status is printed too: {table}"
+    );
+    check(&env.kato(&["status", "clifail"]).await, "status");
+    let json = check(&env.kato(&["status", "clifail", "-o", "json"]).await, "status -o json");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["state"], "failed", "{v}");
+    let started = std::time::Instant::now();
+    check(
+        &env.kato(&["deploy", "clifail", "--wait", "--timeout", "50s"]).await,
+        "deploy --wait",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "a failure ends the wait at once"
+    );
+    // A stopped component is not a failure.
+    env.ok(&["stop", "clifail"]).await;
+    env.ok(&["status", "clifail"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_wait_returns_once_every_container_runs() {
+    let env = start_on(kato_server::TargetKind::Podman).await;
+    let _cleanup = PodCleanup("demo-cliwait");
+    env.ok(&["team", "create", "demo"]).await;
+    running_component(&env, "cliwait").await;
+    let image = push_busybox(&env.registry, "demo/sidecar");
+    env.ok(&[
+        "plugin",
+        "create",
+        "sidecar",
+        "--kind",
+        "general",
+        "--image",
+        &image,
+        "--command",
+        "trap 'exit 0' TERM; sleep 100000 & wait",
+    ])
+    .await;
+    env.ok(&["plugin", "build", "sidecar"]).await;
+    env.ok(&["install", "cliwait", "sidecar"]).await;
+
+    let out = env.kato(&["deploy", "cliwait", "--wait", "--timeout", "50s"]).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}{stdout}");
+    assert!(
+        stderr.contains("cliwait: running (2/2 containers running)"),
+        "the progress ends with every container running: {stderr}"
+    );
+    assert!(stdout.starts_with("cliwait podman: running"), "{stdout}");
+    for container in ["cliwait", "plugin-sidecar"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!(" {container} ")) && l.contains("running")),
+            "{container} runs: {stdout}"
+        );
+    }
+    // Once it runs, `status` says so with a zero exit.
+    env.ok(&["status", "cliwait"]).await;
+    env.ok(&["stop", "cliwait"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_render_only_server_says_how_to_run_components() {
     let env = start().await;

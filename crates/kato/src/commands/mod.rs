@@ -3,6 +3,7 @@
 mod components;
 mod plugins;
 mod runtime;
+mod wait;
 
 use std::path::Path;
 
@@ -31,8 +32,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RotateToken(t) => components::rotate_token(g, t).await,
         Command::Render(r) => components::render(g, r).await,
         Command::Apply(a) => apply(g, a).await,
-        Command::Deploy(c) => runtime::deploy(g, c, true).await,
-        Command::Stop(c) => runtime::deploy(g, c, false).await,
+        Command::Deploy(d) => runtime::deploy(g, d).await,
+        Command::Stop(c) => runtime::stop(g, c).await,
         Command::Status(c) => runtime::status(g, c).await,
         Command::Logs(l) => runtime::logs(g, l).await,
     }

@@ -1,24 +1,74 @@
 //! `kato deploy`, `stop`, `status` and `logs`.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::team_of;
-use crate::cli::{ComponentArg, Format, Global, Logs};
+use super::wait::{self, Waited, failure};
+use crate::cli::{ComponentArg, Deploy, Format, Global, Logs};
 use crate::client::Client;
 use crate::output::{Column, field, print};
 
-pub async fn deploy(g: &Global, c: ComponentArg, run: bool) -> Result<()> {
+/// Deploys; with `--wait`, waits until the component runs. Exits non-zero, with the reason,
+/// when the status it ends with tells of a failure.
+pub async fn deploy(g: &Global, d: Deploy) -> Result<()> {
     let client = Client::new(g)?;
     let team = team_of(g)?;
-    let action = if run { "deploy" } else { "stop" };
-    let path = format!("/teams/{team}/components/{}/{action}", c.component);
-    let status = client.call(Method::POST, &path, None).await?;
-    print_status(&status, g.output);
-    Ok(())
+    let base = format!("/teams/{team}/components/{}", d.component);
+    let status = client.call(Method::POST, &format!("{base}/deploy"), None).await?;
+    if !d.wait {
+        print_status(&status, g.output);
+        return match failure(&status) {
+            Some(why) => bail!("deploy of {} failed: {why}", d.component),
+            None => Ok(()),
+        };
+    }
+    let path = format!("{base}/status");
+    let waited = wait::until_running(
+        &d.component,
+        status,
+        d.timeout,
+        wait::INTERVAL,
+        || client.get(&path),
+        |line| eprintln!("{line}"),
+    )
+    .await?;
+    match waited {
+        Waited::Running(status) => {
+            print_status(&status, g.output);
+            Ok(())
+        }
+        Waited::Failed(status, why) => {
+            print_status(&status, g.output);
+            bail!("deploy of {} failed: {why}", d.component)
+        }
+        Waited::TimedOut(status) => {
+            print_status(&status, g.output);
+            bail!(
+                "{} is not running after {}s: {}",
+                d.component,
+                d.timeout.as_secs(),
+                wait::progress(&d.component, &status)
+            )
+        }
+    }
 }
 
+pub async fn stop(g: &Global, c: ComponentArg) -> Result<()> {
+    let client = Client::new(g)?;
+    let team = team_of(g)?;
+    let path = format!("/teams/{team}/components/{}/stop", c.component);
+    let status = client.call(Method::POST, &path, None).await?;
+    print_status(&status, g.output);
+    match failure(&status) {
+        Some(why) => bail!("stop of {} failed: {why}", c.component),
+        None => Ok(()),
+    }
+}
+
+/// Prints the status; exits non-zero when it tells of a failure (running, starting and
+/// stopped do not), so that scripts can check a component with `kato status`.
 pub async fn status(g: &Global, c: ComponentArg) -> Result<()> {
     let client = Client::new(g)?;
     let team = team_of(g)?;
@@ -26,7 +76,10 @@ pub async fn status(g: &Global, c: ComponentArg) -> Result<()> {
         .get(&format!("/teams/{team}/components/{}/status", c.component))
         .await?;
     print_status(&status, g.output);
-    Ok(())
+    match failure(&status) {
+        Some(why) => bail!("{} has failed: {why}", c.component),
+        None => Ok(()),
+    }
 }
 
 pub async fn logs(g: &Global, l: Logs) -> Result<()> {
