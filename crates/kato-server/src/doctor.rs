@@ -292,11 +292,38 @@ async fn run(mut cmd: Command) -> Result<String, String> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr
             .lines()
-            .filter(|l| !l.contains("syslog"))
-            .next_back()
+            .rfind(|l| !l.contains("syslog"))
             .unwrap_or("")
             .trim()
             .to_owned();
         Err(format!("exit {}: {last}", out.status.code().unwrap_or(-1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_helper_names_the_package_that_brings_it() {
+        let c = helper("pause binary", "kato-no-such-helper", "catatonit");
+        assert!(!c.ok);
+        assert!(
+            c.detail.contains("kato-no-such-helper is not installed"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(
+            c.fix.as_deref(),
+            Some("apt-get install --no-install-recommends catatonit")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_does_not_run_is_missing_with_its_install_command() {
+        let c = version("git", "kato-no-such-program", "git", &["--version"]).await;
+        assert!(!c.ok);
+        assert!(c.detail.contains("not found on PATH"), "{}", c.detail);
+        assert_eq!(c.fix.as_deref(), Some("apt-get install --no-install-recommends git"));
     }
 }

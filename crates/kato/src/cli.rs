@@ -48,6 +48,9 @@ pub enum Format {
 pub enum Command {
     /// Run the server.
     Serve(Serve),
+    /// Check what `kato serve` with these flags needs from this machine, and print the fix for
+    /// each missing part (exits non-zero when something is missing).
+    Doctor(Serve),
     /// Teams (admin).
     #[command(subcommand)]
     Team(TeamCmd),

@@ -4,7 +4,7 @@
 //! collide with a server the user runs (the README walk-through test runs on the defaults).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use kato_testkit::{GitRepo, busybox_full_image, containers_conf};
@@ -245,4 +245,57 @@ fn http_get(host: &str, path: &str, token: &str) -> String {
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).unwrap();
     answer
+}
+
+/// `kato doctor` on a machine `scripts/test` set up: everything the podman target and builds
+/// need is there. With a platform registry that does not answer, it says so, with the fix, and
+/// exits non-zero.
+#[test]
+fn doctor_checks_what_the_target_and_builds_need() {
+    let work = tempfile::tempdir().unwrap();
+    let doctor = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kato"))
+            .args(["doctor", "--target", "podman"])
+            .args(extra)
+            .current_dir(work.path())
+            .env_remove("KATO_DATA_DIR")
+            .env_remove("KATO_REGISTRY")
+            .env_remove("CONTAINERS_CONF")
+            .output()
+            .unwrap()
+    };
+    let out = doctor(&[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for check in [
+        "data dir",
+        "podman",
+        "runc",
+        "pause binary",
+        "pod network",
+        "pod DNS",
+        "engine",
+        "git",
+        "platform registry",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with("ok") && l.contains(check)),
+            "no `ok` line for {check}:\n{text}"
+        );
+    }
+
+    let closed = free_port();
+    let out = doctor(&["--registry", &format!("127.0.0.1:{closed}")]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("MISSING") && l.contains("platform registry"))
+        .unwrap_or_else(|| panic!("the registry is reported missing:\n{text}"));
+    assert!(text.lines().nth(line + 1).is_some_and(|l| l.contains("fix:")), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 of 9 checks found something missing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

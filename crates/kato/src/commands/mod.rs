@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Serve(s) => serve(g, s).await,
+        Command::Doctor(s) => doctor(g, s).await,
         Command::Team(c) => team(g, c).await,
         Command::Token(c) => token(g, c).await,
         Command::Credential(c) => credential(g, c).await,
@@ -49,6 +50,38 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
         .init();
+    kato_server::serve(server_config(g, s)?, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Prints each check; fails when one found something missing.
+async fn doctor(g: &Global, s: Serve) -> Result<()> {
+    let needs = kato_server::doctor::Needs::of(&server_config(g, s)?);
+    let checks = kato_server::doctor::check(&needs).await;
+    if g.output != crate::cli::Format::Table {
+        print(&serde_json::to_value(&checks)?, g.output, &[]);
+    } else {
+        for c in &checks {
+            let mark = if c.ok { "ok     " } else { "MISSING" };
+            println!("{mark} {:<18} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("        {:<18} fix: {fix}", "");
+            }
+        }
+    }
+    let missing = checks.iter().filter(|c| !c.ok).count();
+    if missing > 0 {
+        bail!(
+            "{missing} of {} checks found something missing (target {})",
+            checks.len(),
+            needs.target
+        );
+    }
+    Ok(())
+}
+
+/// The server's configuration from `kato serve`'s flags.
+fn server_config(g: &Global, s: Serve) -> Result<kato_server::Config> {
     let registry = match &s.registry {
         Some(r) => {
             let mut r: kato_server::builds::PlatformRegistry = r.parse()?;
@@ -58,7 +91,7 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
         }
         None => None,
     };
-    let config = kato_server::Config {
+    Ok(kato_server::Config {
         data_dir: g.data_dir.clone(),
         listen: s.listen,
         database_url: s.database_url,
@@ -82,9 +115,7 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
             },
             ..Default::default()
         },
-    };
-    kato_server::serve(config, shutdown_signal()).await?;
-    Ok(())
+    })
 }
 
 async fn shutdown_signal() {
