@@ -6,20 +6,25 @@ use axum::http::{Method, StatusCode};
 use common::Server;
 use serde_json::{Value, json};
 
-/// The example file, with its images pushed to the test registry.
+/// The example's plug-in and components (examples/log-collector/plugin.yaml, then
+/// examples/log-collector.yaml), with their images pushed to the test registry. The plug-in is
+/// built from a Dockerfile there; here it comes from an image instead, so that no build runs
+/// (crates/kato-server/tests/log_collector_podman.rs builds and runs it).
 async fn example(s: &Server) -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/log-collector.yaml"
-    ))
-    .unwrap();
+    let read = |path: &str| {
+        let text = std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        serde_yaml::Deserializer::from_str(&text.replace("127.0.0.1:5000", s.registry.host()))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect::<Vec<Value>>()
+    };
     for repo in ["kato-examples/logtail", "kato-examples/log-demo"] {
         s.registry.push_image(repo, "1").await;
     }
-    let text = text.replace("127.0.0.1:5000", s.registry.host());
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    let mut docs = read("examples/log-collector/plugin.yaml");
+    assert!(docs[0]["spec"]["source"]["dockerfile"].is_object(), "{}", docs[0]);
+    docs[0]["spec"]["source"] = json!({"image": format!("{}/kato-examples/logtail:1", s.registry.host())});
+    docs.extend(read("examples/log-collector.yaml"));
+    docs
 }
 
 fn actions(v: &Value) -> Vec<String> {
@@ -56,6 +61,7 @@ async fn the_log_collection_example_applies_and_renders() {
             "Plugin logtail created",
             "Plugin logtail versioned 1",
             "Component nginx-log-demo created",
+            "Component log-sink created",
             "Installation nginx-log-demo/logtail installed"
         ]
     );
@@ -72,6 +78,7 @@ async fn the_log_collection_example_applies_and_renders() {
         [
             "Plugin logtail unchanged",
             "Component nginx-log-demo unchanged",
+            "Component log-sink unchanged",
             "Installation nginx-log-demo/logtail unchanged"
         ],
         "applying again changes nothing"
@@ -121,6 +128,8 @@ async fn the_log_collection_example_applies_and_renders() {
         get("ALIYUN_LOG_ENV_TAGS"),
         Some("_pod_name_|_pod_ip_|_namespace_|_node_name_|_node_ip_")
     );
+    assert_eq!(get("LOGTAIL_FILES"), Some("/var/log/nginx/*.log"));
+    assert_eq!(get("SINK"), None, "the sink is served by the discovery API");
     assert_eq!(
         get("ALIYUN_REGION"),
         Some("cn-hangzhou"),

@@ -147,16 +147,22 @@ async fn apply_reads_yaml_files() {
     for repo in ["kato-examples/logtail", "kato-examples/log-demo"] {
         env.registry.push_image(repo, "1").await;
     }
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/log-collector.yaml"
-    ))
-    .unwrap();
+    let read = |path: &str| {
+        std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .replace("127.0.0.1:5000", env.registry.host())
+    };
+    // The example's plug-in, from an image rather than its Dockerfile (no build runs here).
+    let mut plugin: Value = serde_yaml::from_str(&read("examples/log-collector/plugin.yaml")).unwrap();
+    plugin["spec"]["source"] = serde_json::json!({"image": format!("{}/kato-examples/logtail:1", env.registry.host())});
+    let plugin_file = env.dir.path().join("plugin.yaml");
+    std::fs::write(&plugin_file, serde_yaml::to_string(&plugin).unwrap()).unwrap();
     let file = env.dir.path().join("example.yaml");
-    std::fs::write(&file, example.replace("127.0.0.1:5000", env.registry.host())).unwrap();
-    let out = env.ok(&["apply", "-f", file.to_str().unwrap()]).await;
+    std::fs::write(&file, read("examples/log-collector.yaml")).unwrap();
+    let files = ["-f", plugin_file.to_str().unwrap(), "-f", file.to_str().unwrap()];
+    let out = env.ok(&[&["apply"][..], &files].concat()).await;
     assert!(out.contains("versioned 1") && out.contains("installed"), "{out}");
-    let again = env.ok(&["apply", "-f", file.to_str().unwrap(), "-o", "json"]).await;
+    let again = env.ok(&[&["apply"][..], &files, &["-o", "json"]].concat()).await;
     let v: Value = serde_json::from_str(&again).unwrap();
     assert!(v.as_array().unwrap().iter().all(|o| o["action"] == "unchanged"), "{v}");
 }

@@ -146,6 +146,14 @@ fn path(team: &str, component: &str, plugin: &str) -> String {
     format!("/teams/{team}/components/{component}/plugins/{plugin}")
 }
 
+/// `SCOPE.ITEM=VALUE` (`--set-port 80.ITEM=…`, `--set-downstream db:5432.ITEM=…`) split at the
+/// last dot before the `=`: the value may hold dots (a URL, a number).
+fn split_scope(assignment: &str) -> Option<(&str, &str)> {
+    let (key, _) = assignment.split_once('=')?;
+    let (scope, _) = key.rsplit_once('.')?;
+    Some((scope, &assignment[scope.len() + 1..]))
+}
+
 /// `KEY=VALUE` into a values map; `ITEM=a,b` stays text and the server splits `multi` items.
 fn set_into(map: &mut Map<String, Value>, assignment: &str, flag: &str) -> Result<()> {
     let (k, v) = assignment
@@ -193,7 +201,7 @@ pub async fn install(g: &Global, i: Install) -> Result<()> {
             (&i.set_downstream, "downstream", "--set-downstream"),
         ] {
             for s in flags {
-                let (scope, rest) = s.rsplit_once('.').filter(|(_, b)| b.contains('=')).ok_or_else(|| {
+                let (scope, rest) = split_scope(s).ok_or_else(|| {
                     anyhow!(
                         "{name} {s}: give {}.ITEM=VALUE",
                         if key == "ports" { "PORT" } else { "COMPONENT:PORT" }
@@ -306,4 +314,21 @@ pub async fn render(g: &Global, r: Render) -> Result<()> {
     let yaml = client.raw(Method::GET, &url, None).await?;
     print!("{yaml}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_scope;
+
+    #[test]
+    fn a_scoped_value_may_hold_dots() {
+        assert_eq!(
+            split_scope("80.SINK_URL=http://log-sink.example:8080/in"),
+            Some(("80", "SINK_URL=http://log-sink.example:8080/in"))
+        );
+        assert_eq!(split_scope("db:5432.TIMEOUT=1.5"), Some(("db:5432", "TIMEOUT=1.5")));
+        assert_eq!(split_scope("80.LEVEL="), Some(("80", "LEVEL=")));
+        assert_eq!(split_scope("LEVEL=a.b"), None);
+        assert_eq!(split_scope("80.LEVEL"), None);
+    }
 }
