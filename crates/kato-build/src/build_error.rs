@@ -17,6 +17,16 @@ pub enum BuildError {
     NoDockerfile { repo: String, path: String, commit: String },
     #[error("the build context `{context}` is not a directory of `{repo}`: fix source.dockerfile.context")]
     NoContext { repo: String, context: String },
+    #[error(
+        "{field} `{path}` leads outside the repo: `{symlink}` in the repo is a symlink to `{target}`; a build \
+         reads only its own repo's files: make {field} a real file or directory of the repo"
+    )]
+    OutsideRepo {
+        field: String,
+        path: String,
+        symlink: String,
+        target: String,
+    },
     #[error("build step failed: {step}: {}", tail(.last_lines))]
     StepFailed { step: String, last_lines: Vec<String> },
     #[error("pushing `{target}` to the platform registry failed: {}", tail(.last_lines))]
@@ -37,6 +47,7 @@ impl BuildError {
             BuildError::RefNotFound { .. } => "git_ref_not_found",
             BuildError::NoDockerfile { .. } => "no_dockerfile",
             BuildError::NoContext { .. } => "no_context",
+            BuildError::OutsideRepo { .. } => "outside_repo",
             BuildError::StepFailed { .. } => "build_step_failed",
             BuildError::PushFailed { .. } => "push_failed",
             BuildError::Timeout { .. } => "build_timeout",

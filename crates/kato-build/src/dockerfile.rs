@@ -10,6 +10,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::build_error::BuildError;
+use crate::confine::{Resolved, resolve_inside};
 use crate::process::{BuildLog, Containment, Finished, RunError, run, tool};
 use crate::registry::is_loopback_registry;
 use crate::resolve::Resolver;
@@ -97,25 +98,32 @@ impl Builder {
         let repo_dir = scratch.path().join("repo");
         let src = &req.source;
         let authfile = write_authfile(scratch.path(), &req.credentials)?.or_else(|| self.cfg.authfile.clone());
-        let commit = self.checkout(req, &repo_dir, log, cancel).await?;
-        let dockerfile = repo_dir.join(&src.path);
-        if !dockerfile.is_file() {
-            return Err(BuildError::NoDockerfile {
-                repo: src.repo.clone(),
-                path: src.path.clone(),
-                commit,
-            });
-        }
-        let context = match &src.context {
-            Some(c) => repo_dir.join(c),
-            None => repo_dir.clone(),
+        let commit = crate::git::checkout(req, &repo_dir, log, cancel).await?;
+        // Both must be inside the checkout once symlinks are followed: a symlink committed to
+        // the repo (`ctx -> /`) would otherwise hand the builder the server's own files.
+        let dockerfile = match resolve_inside(&repo_dir, "source.dockerfile.path", &src.path)? {
+            Resolved::Inside(p) if p.is_file() => p,
+            _ => {
+                return Err(BuildError::NoDockerfile {
+                    repo: src.repo.clone(),
+                    path: src.path.clone(),
+                    commit,
+                });
+            }
         };
-        if !context.is_dir() || src.context.as_deref().is_some_and(|c| c.split('/').any(|p| p == "..")) {
-            return Err(BuildError::NoContext {
-                repo: src.repo.clone(),
-                context: src.context.clone().unwrap_or_default(),
-            });
-        }
+        let context = match resolve_inside(
+            &repo_dir,
+            "source.dockerfile.context",
+            src.context.as_deref().unwrap_or("."),
+        )? {
+            Resolved::Inside(p) if p.is_dir() => p,
+            _ => {
+                return Err(BuildError::NoContext {
+                    repo: src.repo.clone(),
+                    context: src.context.clone().unwrap_or_default(),
+                });
+            }
+        };
         let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
         let image_id = self
             .podman_build(
@@ -145,76 +153,6 @@ impl Builder {
             base_image,
             base_image_digest,
         })
-    }
-
-    /// Clones the repo and checks out the ref; answers the commit.
-    async fn checkout(
-        &self,
-        req: &BuildRequest,
-        dir: &Path,
-        log: &BuildLog,
-        cancel: &CancellationToken,
-    ) -> Result<String, BuildError> {
-        let src = &req.source;
-        log.line(format!("cloning {}", src.repo));
-        let mut clone = self.git(req, None);
-        clone
-            .arg("clone")
-            .arg("--no-checkout")
-            .arg("--")
-            .arg(&src.repo)
-            .arg(dir);
-        let done = run_tool(clone, log, cancel).await?;
-        if !done.status.success() {
-            return Err(BuildError::RepoUnreachable {
-                repo: src.repo.clone(),
-                detail: done
-                    .tail
-                    .iter()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .cloned()
-                    .unwrap_or_default(),
-            });
-        }
-        let wanted = src.git_ref.as_deref().unwrap_or("HEAD");
-        let mut commit = None;
-        for candidate in ref_candidates(wanted) {
-            let mut rev = self.git(req, Some(dir));
-            rev.args(["rev-parse", "--verify", "--quiet", &format!("{candidate}^{{commit}}")]);
-            let out = rev
-                .output()
-                .await
-                .map_err(|e| BuildError::Tool(format!("cannot run git: {e}: install git on the Kato server")))?;
-            if out.status.success() {
-                commit = Some(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-                break;
-            }
-        }
-        let Some(commit) = commit else {
-            return Err(BuildError::RefNotFound {
-                repo: src.repo.clone(),
-                git_ref: wanted.to_owned(),
-            });
-        };
-        log.line(format!("checking out {wanted} at {commit}"));
-        let mut co = self.git(req, Some(dir));
-        co.args([
-            "-c",
-            "advice.detachedHead=false",
-            "checkout",
-            "--quiet",
-            "--detach",
-            &commit,
-        ]);
-        let done = run_tool(co, log, cancel).await?;
-        if !done.status.success() {
-            return Err(BuildError::Tool(format!(
-                "git could not check out {commit}: {}",
-                done.tail.into_iter().collect::<Vec<_>>().join("\n")
-            )));
-        }
-        Ok(commit)
     }
 
     /// Builds without a tag and answers the image ID. Builds of identical content made side by
@@ -373,23 +311,6 @@ impl Builder {
         cmd.kill_on_drop(true);
         cmd
     }
-
-    fn git(&self, req: &BuildRequest, dir: Option<&Path>) -> Command {
-        let mut cmd = tool("git", Containment::DeathSignal);
-        if let Some(d) = dir {
-            cmd.arg("-C").arg(d);
-        }
-        // Never wait on a prompt: a build has no terminal.
-        cmd.env("GIT_TERMINAL_PROMPT", "0")
-            .env(
-                "GIT_SSH_COMMAND",
-                "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-            )
-            .envs(req.git_env.iter().map(|(k, v)| (k, v)))
-            .envs(git_credentials(&req.source.repo, &req.credentials))
-            .kill_on_drop(true);
-        cmd
-    }
 }
 
 /// A podman auth file (mode 0600) in the build's scratch dir, when there are credentials.
@@ -416,46 +337,11 @@ fn write_authfile(dir: &Path, credentials: &[crate::RegistryCredential]) -> Resu
     Ok(Some(path))
 }
 
-/// Git configuration through the environment (not the argv, not the log) that sends the
-/// credential for an https repo's host.
-fn git_credentials(repo: &str, credentials: &[crate::RegistryCredential]) -> Vec<(String, String)> {
-    let Some(rest) = repo.strip_prefix("https://") else {
-        return Vec::new();
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let Some(c) = credentials.iter().find(|c| c.registry == host) else {
-        return Vec::new();
-    };
-    let token = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!("{}:{}", c.username, c.password),
-    );
-    vec![
-        ("GIT_CONFIG_COUNT".into(), "1".into()),
-        ("GIT_CONFIG_KEY_0".into(), format!("http.https://{host}/.extraHeader")),
-        ("GIT_CONFIG_VALUE_0".into(), format!("Authorization: Basic {token}")),
-    ]
-}
-
-async fn run_tool(cmd: Command, log: &BuildLog, cancel: &CancellationToken) -> Result<Finished, BuildError> {
+pub(crate) async fn run_tool(cmd: Command, log: &BuildLog, cancel: &CancellationToken) -> Result<Finished, BuildError> {
     run(cmd, log, cancel).await.map_err(|e| match e {
         RunError::Cancelled => BuildError::Cancelled,
         other => BuildError::Tool(other.to_string()),
     })
-}
-
-/// Where a ref name may live after a clone: a branch is a remote-tracking ref, a tag a tag, and
-/// anything else (a commit) is taken as written.
-fn ref_candidates(wanted: &str) -> Vec<String> {
-    if wanted == "HEAD" {
-        return vec!["HEAD".into()];
-    }
-    vec![
-        format!("refs/remotes/origin/{wanted}"),
-        format!("refs/tags/{wanted}"),
-        wanted.to_owned(),
-    ]
 }
 
 /// The final stage's `FROM` image (None for `scratch` or a stage name).

@@ -12,9 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod build_error;
+mod confine;
 mod copy;
 mod dockerfile;
 mod error;
+mod git;
 mod process;
 mod registry;
 mod resolve;

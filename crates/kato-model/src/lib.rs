@@ -10,6 +10,7 @@ pub mod names;
 pub mod plugin;
 pub mod protocol;
 mod reference;
+pub mod source;
 pub mod value;
 
 pub use build::Provenance;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::names::{EnvName, ImageRef, PluginName};
 use crate::protocol::{Protocol, deserialize_protocols};
+pub use crate::source::{DockerfileSource, RepoKind, Source};
 use crate::value::ConfigValue;
 use crate::{Invalid, invalid};
 
@@ -59,72 +60,6 @@ impl fmt::Display for PluginKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// How the plug-in's image is obtained: `{image: REF}` or `{dockerfile: {repo, ref, path}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "SourceRepr", into = "SourceRepr")]
-pub enum Source {
-    Image(ImageRef),
-    Dockerfile(DockerfileSource),
-}
-
-/// The wire form of [`Source`]: a map with exactly one key, in JSON and YAML alike.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SourceRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    image: Option<ImageRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    dockerfile: Option<DockerfileSource>,
-}
-
-impl TryFrom<SourceRepr> for Source {
-    type Error = &'static str;
-    fn try_from(r: SourceRepr) -> Result<Self, Self::Error> {
-        match (r.image, r.dockerfile) {
-            (Some(i), None) => Ok(Source::Image(i)),
-            (None, Some(d)) => Ok(Source::Dockerfile(d)),
-            _ => Err("give exactly one of `image: REF` or `dockerfile: {repo, ref, path}`"),
-        }
-    }
-}
-
-impl From<Source> for SourceRepr {
-    fn from(s: Source) -> Self {
-        match s {
-            Source::Image(i) => SourceRepr {
-                image: Some(i),
-                dockerfile: None,
-            },
-            Source::Dockerfile(d) => SourceRepr {
-                image: None,
-                dockerfile: Some(d),
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DockerfileSource {
-    /// An https or ssh URL, a `file://` URL or a local directory.
-    pub repo: String,
-    /// Branch, tag or commit; the repo's default branch when absent.
-    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
-    pub git_ref: Option<String>,
-    /// The Dockerfile, relative to the repo root.
-    #[serde(default = "default_dockerfile")]
-    pub path: String,
-    /// The build context, relative to the repo root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
-    pub build_args: indexmap::IndexMap<String, String>,
-}
-
-fn default_dockerfile() -> String {
-    "Dockerfile".into()
 }
 
 /// A container command: a list is run as given; a string runs through `/bin/sh -c` so that
@@ -317,18 +252,7 @@ impl PluginSpec {
             c.check("command")?;
         }
         if let Source::Dockerfile(d) = &self.source {
-            if d.repo.trim().is_empty() {
-                return Err(invalid(
-                    "source.dockerfile.repo",
-                    "is empty: give a git URL or a local directory",
-                ));
-            }
-            if d.path.trim().is_empty() || d.path.starts_with('/') || d.path.split('/').any(|p| p == "..") {
-                return Err(invalid(
-                    "source.dockerfile.path",
-                    "must be a relative path inside the repo, e.g. `Dockerfile`",
-                ));
-            }
+            d.check()?;
         }
         let mut metas = BTreeSet::new();
         let mut group_names = BTreeSet::new();
