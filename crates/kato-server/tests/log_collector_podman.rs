@@ -548,7 +548,6 @@ async fn the_log_collection_example_collects_tags_and_ships_to_a_sink_switched_l
 
     // Switched live to the example's sink component, by its pod name on podman's network.
     let sink_pod = s.deploy("log-sink").await;
-    assert_eq!(sink_pod, format!("{TEAM}-log-sink"));
     let rev = s
         .set_sink("http", &format!("http://{sink_pod}:8080/cgi-bin/ingest"))
         .await;
