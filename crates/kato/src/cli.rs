@@ -349,6 +349,9 @@ pub struct ComponentFields {
     pub file: Option<PathBuf>,
     #[arg(long)]
     pub image: Option<String>,
+    /// The app's command, run through /bin/sh -c (the image's when absent).
+    #[arg(long)]
+    pub command: Option<String>,
     /// PORT[/PROTOCOL], repeatable (e.g. 8080/http).
     #[arg(long = "port")]
     pub ports: Vec<String>,

@@ -89,6 +89,9 @@ fn component_body(f: &ComponentFields) -> Result<Value> {
     if let Some(i) = &f.image {
         obj.insert("image".into(), json!(i));
     }
+    if let Some(c) = &f.command {
+        obj.insert("command".into(), json!(c));
+    }
     if !f.ports.is_empty() {
         let ports: Result<Vec<Value>> = f
             .ports
