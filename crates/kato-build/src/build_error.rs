@@ -9,6 +9,18 @@ pub enum BuildError {
     #[error("git repo `{repo}` is unreachable: {detail}: check the URL, the network and the repo's credentials")]
     RepoUnreachable { repo: String, detail: String },
     #[error(
+        "repo `{repo}` is a directory on the Kato server (or a file:// URL), and this build may not read the \
+         server's disk: give an https:// or ssh:// URL, or ask the server's admin (local repos need the admin \
+         token, or a server started with --allow-local-repos)"
+    )]
+    LocalRepoRefused { repo: String },
+    #[error(
+        "ssh repo `{repo}` needs the team's SSH key for `{host}`: add a credential for `{host}` with the private \
+         key and the host's known_hosts line (`kato credential set {host} --ssh-key FILE --known-hosts FILE`, \
+         or POST /teams/TEAM/credentials with ssh_key and known_hosts); Kato never clones with the server's own keys"
+    )]
+    NoSshCredential { repo: String, host: String },
+    #[error(
         "git ref `{git_ref}` was not found in `{repo}`: give a branch, tag or commit that exists \
          (source.dockerfile.ref)"
     )]
@@ -45,6 +57,8 @@ impl BuildError {
         match self {
             BuildError::RepoUnreachable { .. } => "repo_unreachable",
             BuildError::RefNotFound { .. } => "git_ref_not_found",
+            BuildError::LocalRepoRefused { .. } => "local_repo_refused",
+            BuildError::NoSshCredential { .. } => "no_ssh_credential",
             BuildError::NoDockerfile { .. } => "no_dockerfile",
             BuildError::NoContext { .. } => "no_context",
             BuildError::OutsideRepo { .. } => "outside_repo",

@@ -49,6 +49,11 @@ pub struct BuildRequest {
     /// Credentials for registries (base images, the push) and git hosts (https repos), by host.
     /// They reach the tools through a private auth file and the environment, never the argv.
     pub credentials: Vec<crate::RegistryCredential>,
+    /// The team's SSH keys by git host: an ssh repo is cloned with its host's key only.
+    pub ssh_keys: Vec<crate::SshKey>,
+    /// Whether the repo may be a directory on the server or a `file://` URL (git's file
+    /// protocol is off otherwise).
+    pub allow_local_repos: bool,
 }
 
 /// What a successful build made, and from what.
@@ -98,7 +103,11 @@ impl Builder {
         let repo_dir = scratch.path().join("repo");
         let src = &req.source;
         let authfile = write_authfile(scratch.path(), &req.credentials)?.or_else(|| self.cfg.authfile.clone());
-        let commit = crate::git::checkout(req, &repo_dir, log, cancel).await?;
+        let commit = {
+            // The SSH key's files go as soon as the clone is done.
+            let git = crate::git::Git::prepare(req, scratch.path())?;
+            crate::git::checkout(&git, req, &repo_dir, log, cancel).await?
+        };
         // Both must be inside the checkout once symlinks are followed: a symlink committed to
         // the repo (`ctx -> /`) would otherwise hand the builder the server's own files.
         let dockerfile = match resolve_inside(&repo_dir, "source.dockerfile.path", &src.path)? {

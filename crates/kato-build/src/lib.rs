@@ -26,6 +26,7 @@ pub use build_error::BuildError;
 pub use copy::Copied;
 pub use dockerfile::{BuildRequest, Builder, BuilderConfig, Built, final_base};
 pub use error::ResolveError;
+pub use git::SshKey;
 pub use process::BuildLog;
 pub use registry::{RegistryCredential, is_loopback_registry, protocol_for};
 pub use resolve::{Pinned, Resolver, ResolverConfig};

@@ -26,6 +26,8 @@ async fn build(source: DockerfileSource, target: String) -> (Result<kato_build::
         target,
         git_env: vec![],
         credentials: vec![],
+        ssh_keys: vec![],
+        allow_local_repos: true,
     };
     let cancel = CancellationToken::new();
     let outcome = tokio::time::timeout(

@@ -41,6 +41,8 @@ async fn build(source: DockerfileSource, target: String, cancel: CancellationTok
         target,
         git_env: vec![],
         credentials: vec![],
+        ssh_keys: vec![],
+        allow_local_repos: true,
     };
     let outcome = tokio::time::timeout(
         Duration::from_secs(300),
@@ -238,6 +240,8 @@ async fn a_push_to_a_registry_answering_503_is_retried_until_it_recovers() {
         target: format!("{}/team/flaky:v1", proxy.host()),
         git_env: vec![],
         credentials: vec![],
+        ssh_keys: vec![],
+        allow_local_repos: true,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
@@ -289,6 +293,8 @@ async fn cancel_stops_the_builder_and_its_children() {
         target: format!("{}/team/slow:v1", registry.host()),
         git_env: vec![],
         credentials: vec![],
+        ssh_keys: vec![],
+        allow_local_repos: true,
     };
     let task = tokio::spawn(async move { b.build(&req, &BuildLog::new(tx), &cancel).await });
     // Cancel once the RUN step is running.

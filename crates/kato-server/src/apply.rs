@@ -120,7 +120,7 @@ pub async fn handler(
 ) -> ApiResult<Json<Vec<Outcome>>> {
     let team: TeamName = team.parse()?;
     who.check_team(&team)?;
-    Ok(Json(apply(&state, &team, &req.documents).await?))
+    Ok(Json(apply(&state, &who, &team, &req.documents).await?))
 }
 
 /// A component document: its index, its spec and, when listed, its full set of installations.
@@ -130,8 +130,10 @@ type ComponentDoc = (usize, ComponentSpec, Option<Vec<Installed>>);
 /// between its pins and its transaction.
 const ATTEMPTS: u32 = 3;
 
-pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
+pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
     let (plugins, components) = parse_all(team, documents)?;
+    check_sources(state, who, team, &plugins).await?;
+    let plugins: Vec<PluginSpec> = plugins.into_iter().map(|(_, p)| p).collect();
     let mut attempt = 1;
     loop {
         let versions = prepare_versions(state, team, &plugins).await?;
@@ -150,7 +152,11 @@ pub async fn apply(state: &AppState, team: &TeamName, documents: &[Value]) -> Ap
     }
 }
 
-fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginSpec>, Vec<ComponentDoc>)> {
+/// A plug-in document: its index and its spec.
+type PluginDoc = (usize, PluginSpec);
+
+/// The plug-ins and the components of an apply.
+fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginDoc>, Vec<ComponentDoc>)> {
     let mut plugins = Vec::new();
     let mut components = Vec::new();
     let mut seen = BTreeSet::new();
@@ -163,7 +169,7 @@ fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginSpec>
                         format!("plug-in `{}` is defined twice", p.name),
                     ));
                 }
-                plugins.push(p);
+                plugins.push((i, p));
             }
             Parsed::Component(c, inst) => {
                 if !seen.insert(("Component", c.name.to_string())) {
@@ -186,6 +192,21 @@ fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginSpec>
         }
     }
     Ok((plugins, components))
+}
+
+/// Sources the apply sets or changes must be ones this token may set (see [`crate::policy`]).
+async fn check_sources(state: &AppState, who: &Principal, team: &TeamName, plugins: &[PluginDoc]) -> ApiResult<()> {
+    for (i, p) in plugins {
+        let stored = state.store.get_plugin(team, &p.name).await?.map(|r| r.spec.source);
+        crate::policy::check_source(
+            who,
+            state.builds.settings.allow_local_repos,
+            &p.source,
+            stored.as_ref(),
+            &format!("documents[{i}].spec."),
+        )?;
+    }
+    Ok(())
 }
 
 /// The new version a plug-in document cuts, prepared before the transaction.

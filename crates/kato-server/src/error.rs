@@ -13,6 +13,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A field this token may not set (403, naming the field).
+    #[error("{0}")]
+    ForbiddenField(Invalid),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -34,6 +37,13 @@ pub enum ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    pub fn forbidden_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::ForbiddenField(Invalid {
+            field: field.into(),
+            message: message.into(),
+        })
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::Invalid(Invalid {
             field: field.into(),
@@ -44,7 +54,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden(_) | ApiError::ForbiddenField(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
@@ -96,7 +106,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "request failed");
         }
         let mut body = serde_json::json!({"error": {"code": code, "message": self.to_string()}});
-        if let ApiError::Invalid(i) = &self {
+        if let ApiError::Invalid(i) | ApiError::ForbiddenField(i) = &self {
             body["error"]["field"] = i.field.clone().into();
         }
         (status, Json(body)).into_response()

@@ -12,6 +12,7 @@ pub mod error;
 pub mod listener;
 pub mod ops;
 mod pod_address;
+pub mod policy;
 pub mod reconcile;
 pub mod state;
 pub mod views;

@@ -307,7 +307,7 @@ async fn private_base_images_need_the_teams_credential_which_never_shows() {
         .await;
     assert_eq!(
         c,
-        json!({"host": private.host(), "username": "puller", "created_at": c["created_at"]})
+        json!({"host": private.host(), "username": "puller", "ssh_key_set": false, "created_at": c["created_at"]})
     );
     new_version(&s, "private").await;
     let v = s.finished_version("demo", "private", 1).await;

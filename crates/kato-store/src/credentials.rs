@@ -14,7 +14,45 @@ pub struct CredentialRecord {
     /// `registry.example.com[:port]` or a git host (`git.example.com`).
     pub host: String,
     pub username: String,
+    /// Whether it holds an SSH key (and the host's known_hosts) for ssh repos.
+    pub ssh_key_set: bool,
     pub created_at: Timestamp,
+}
+
+/// What a team gives for one host: a username and password (registries, https git hosts),
+/// an SSH private key with the host's known_hosts line(s) (ssh git hosts), or both.
+/// `Debug` hides the password and the key.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NewCredential {
+    pub username: String,
+    pub password: String,
+    pub ssh: Option<SshIdentity>,
+}
+
+/// An SSH private key and the known_hosts line(s) that vouch for the host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SshIdentity {
+    pub private_key: String,
+    pub known_hosts: String,
+}
+
+impl std::fmt::Debug for SshIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshIdentity")
+            .field("private_key", &"<redacted>")
+            .field("known_hosts", &self.known_hosts)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewCredential")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ssh", &self.ssh)
+            .finish()
+    }
 }
 
 /// A credential with its password, for builds. `Debug` hides the password.
@@ -22,7 +60,9 @@ pub struct CredentialRecord {
 pub struct Secret {
     pub host: String,
     pub username: String,
+    /// Empty for a credential that holds only an SSH key.
     pub password: String,
+    pub ssh: Option<SshIdentity>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -31,6 +71,7 @@ impl std::fmt::Debug for Secret {
             .field("host", &self.host)
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("ssh", &self.ssh)
             .finish()
     }
 }
@@ -43,39 +84,45 @@ reads! {
 }
 
 async fn list_credentials<'e>(e: impl AnyExecutor<'e>, team: &TeamName) -> Result<Vec<CredentialRecord>, StoreError> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT host, username, created_at FROM credentials WHERE team = $1 ORDER BY host")
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT host, username, ssh_key, created_at FROM credentials WHERE team = $1 ORDER BY host")
             .bind(team.as_str())
             .fetch_all(e)
             .await?;
     Ok(rows
         .into_iter()
-        .map(|(host, username, created_at)| CredentialRecord {
+        .map(|(host, username, ssh_key, created_at)| CredentialRecord {
             host,
             username,
+            ssh_key_set: !ssh_key.is_empty(),
             created_at,
         })
         .collect())
 }
 
 async fn credential_secrets<'e>(e: impl AnyExecutor<'e>, team: &TeamName) -> Result<Vec<Secret>, StoreError> {
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT host, username, password FROM credentials WHERE team = $1 ORDER BY host")
-            .bind(team.as_str())
-            .fetch_all(e)
-            .await?;
+    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT host, username, password, ssh_key, known_hosts FROM credentials WHERE team = $1 ORDER BY host",
+    )
+    .bind(team.as_str())
+    .fetch_all(e)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|(host, username, password)| Secret {
+        .map(|(host, username, password, private_key, known_hosts)| Secret {
             host,
             username,
             password,
+            ssh: (!private_key.is_empty()).then_some(SshIdentity {
+                private_key,
+                known_hosts,
+            }),
         })
         .collect())
 }
 
 impl Tx {
-    /// Sets the team's credential for `host`, replacing one it had.
+    /// Sets the team's credential for `host` (a username and password), replacing one it had.
     pub async fn put_credential(
         &mut self,
         team: &TeamName,
@@ -83,15 +130,32 @@ impl Tx {
         username: &str,
         password: &str,
     ) -> Result<(), StoreError> {
+        let c = NewCredential {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            ssh: None,
+        };
+        self.set_credential(team, host, &c).await
+    }
+
+    /// Sets the team's credential for `host`, replacing one it had.
+    pub async fn set_credential(&mut self, team: &TeamName, host: &str, c: &NewCredential) -> Result<(), StoreError> {
+        let (ssh_key, known_hosts) = c
+            .ssh
+            .as_ref()
+            .map_or(("", ""), |s| (s.private_key.as_str(), s.known_hosts.as_str()));
         sqlx::query(
-            "INSERT INTO credentials (team, host, username, password, created_at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO credentials (team, host, username, password, ssh_key, known_hosts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (team, host) DO UPDATE SET username = excluded.username, password = excluded.password, \
-             created_at = excluded.created_at",
+             ssh_key = excluded.ssh_key, known_hosts = excluded.known_hosts, created_at = excluded.created_at",
         )
         .bind(team.as_str())
         .bind(host)
-        .bind(username)
-        .bind(password)
+        .bind(&c.username)
+        .bind(&c.password)
+        .bind(ssh_key)
+        .bind(known_hosts)
         .bind(now())
         .execute(self.conn())
         .await?;

@@ -25,7 +25,7 @@ mod versions;
 use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version};
 
 pub use codec::now;
-pub use credentials::{CredentialRecord, Secret};
+pub use credentials::{CredentialRecord, NewCredential, Secret, SshIdentity};
 pub use discovery::{AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey};
 pub use error::StoreError;
 pub use store::{Store, Tx};

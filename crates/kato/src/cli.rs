@@ -183,6 +183,10 @@ pub struct Serve {
     /// fails the build of a server that died.
     #[arg(long, env = "KATO_BUILD_LEASE", default_value = "30s", value_parser = parse_duration, hide = true)]
     pub build_lease: std::time::Duration,
+    /// Let team tokens build from directories on this server and file:// repos (the admin
+    /// token always may). Off by default: such a repo reads the server's own disk.
+    #[arg(long, env = "KATO_ALLOW_LOCAL_REPOS")]
+    pub allow_local_repos: bool,
 }
 
 /// `90`, `90s`, `15m`, `1h`.
@@ -219,8 +223,16 @@ pub enum CredentialCmd {
     Set {
         /// As in image references (`registry.example.com:5000`) or git URLs.
         host: String,
-        #[arg(long)]
+        /// The user (for an SSH key: the user to log in as when the repo URL names none).
+        #[arg(long, required_unless_present = "ssh_key", default_value = "")]
         username: String,
+        /// For ssh repos on HOST: a file with the SSH private key to clone with (no password
+        /// is read then).
+        #[arg(long, requires = "known_hosts")]
+        ssh_key: Option<PathBuf>,
+        /// With --ssh-key: a file with HOST's known_hosts line(s) (`ssh-keyscan HOST`, checked).
+        #[arg(long, requires = "ssh_key")]
+        known_hosts: Option<PathBuf>,
     },
     /// List hosts and users (passwords are never shown).
     List,

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kato_testkit::{GitRepo, TestRegistry, base_image};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A `kato serve` child process; killed on drop.
 struct Serve {
@@ -416,4 +416,35 @@ async fn credentials_are_set_from_the_command_line_and_never_printed() {
     assert_eq!(v[0]["host"], "registry.example.com");
     assert_eq!(v[0]["username"], "bot");
     assert!(!listed.contains("cli-secret-789") && !String::from_utf8_lossy(&out.stdout).contains("cli-secret-789"));
+
+    // An SSH key and the host's known_hosts, from files, for ssh repos; never printed either.
+    let key = dir.path().join("deploy_key");
+    let known = dir.path().join("known_hosts");
+    std::fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nY2xpLWtleS0xMjM=\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::write(&known, "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcli\n").unwrap();
+    let set = cli.ok(&[
+        "credential",
+        "set",
+        "git.example.com",
+        "--ssh-key",
+        key.to_str().unwrap(),
+        "--known-hosts",
+        known.to_str().unwrap(),
+    ]);
+    let listed = cli.ok(&["credential", "list", "-o", "json"]);
+    let v: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        (&v[0]["host"], &v[0]["ssh_key_set"]),
+        (&json!("git.example.com"), &json!(true))
+    );
+    for text in [set, listed] {
+        assert!(
+            !text.contains("Y2xpLWtleS0xMjM") && !text.contains("AAAAC3NzaC1lZDI1NTE5AAAAIcli"),
+            "{text}"
+        );
+    }
 }

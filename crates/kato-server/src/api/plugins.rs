@@ -54,6 +54,7 @@ async fn create_plugin(
     let team: TeamName = team.parse()?;
     who.check_team(&team)?;
     spec.validate()?;
+    crate::policy::check_source(&who, state.builds.settings.allow_local_repos, &spec.source, None, "")?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
     if tx.get_plugin(&team, &spec.name).await?.is_some() {
@@ -140,6 +141,13 @@ async fn patch_plugin(
     merge_patch(&mut doc, &patch);
     let mut spec: PluginSpec = serde_json::from_value(doc).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     spec.validate()?;
+    crate::policy::check_source(
+        &who,
+        state.builds.settings.allow_local_repos,
+        &spec.source,
+        Some(&current.spec.source),
+        "",
+    )?;
     if spec != current.spec {
         tx.update_plugin(&team, &spec).await?;
     }

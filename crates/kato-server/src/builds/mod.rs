@@ -36,6 +36,9 @@ pub struct BuildSettings {
     /// With no `registry`, run `docker-registry` on this loopback address as the platform
     /// registry (when it is installed).
     pub local_registry: Option<std::net::SocketAddr>,
+    /// Whether team tokens may build from directories on the server and `file://` repos
+    /// (`--allow-local-repos`); the admin token always may.
+    pub allow_local_repos: bool,
 }
 
 impl Default for BuildSettings {
@@ -47,6 +50,7 @@ impl Default for BuildSettings {
             registry: None,
             builder: "podman".into(),
             local_registry: None,
+            allow_local_repos: false,
         }
     }
 }
@@ -193,6 +197,8 @@ impl Builds {
             .credential_secrets(team)
             .await?
             .into_iter()
+            // A credential holding only an SSH key is for ssh repos (see `ssh_keys_for`).
+            .filter(|s| !s.password.is_empty())
             .map(|s| kato_build::RegistryCredential {
                 registry: s.host,
                 username: s.username,
@@ -210,6 +216,28 @@ impl Builds {
             });
         }
         Ok(out)
+    }
+
+    /// The team's SSH keys for git hosts, each with the known_hosts that vouch for its host.
+    pub async fn ssh_keys_for(
+        &self,
+        store: &kato_store::Store,
+        team: &kato_model::TeamName,
+    ) -> Result<Vec<kato_build::SshKey>, kato_store::StoreError> {
+        Ok(store
+            .credential_secrets(team)
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let ssh = s.ssh?;
+                Some(kato_build::SshKey {
+                    host: s.host,
+                    username: s.username,
+                    private_key: ssh.private_key,
+                    known_hosts: ssh.known_hosts,
+                })
+            })
+            .collect())
     }
 
     /// A log for the version, stored line by line with the platform's and `secrets` scrubbed.

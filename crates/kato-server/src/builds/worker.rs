@@ -174,11 +174,20 @@ async fn execute(state: &Arc<AppState>, key: &VersionKey, token: &CancellationTo
         builds.owner
     ));
     let renewer = tokio::spawn(renew(state.clone(), key.clone()));
+    let ssh_keys = builds
+        .ssh_keys_for(&state.store, team)
+        .await
+        .map_err(|e| BuildError::Tool(e.to_string()))?;
+    // A local repo got past the check at create, update and apply (the admin set it, or the
+    // server allows local repos): git may read it. Any other source gets no file protocol.
+    let allow_local_repos = source.repo_kind().is_ok_and(|k| k.is_local());
     let req = BuildRequest {
         source,
         target,
         git_env: vec![],
         credentials,
+        ssh_keys,
+        allow_local_repos,
     };
     let timeout = builds.settings.timeout;
     let outcome = match tokio::time::timeout(timeout, builds.builder.build(&req, &log, token)).await {

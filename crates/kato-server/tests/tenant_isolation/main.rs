@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod repos;
 mod sources;
 
 use axum::http::{Method, StatusCode};

@@ -149,4 +149,24 @@ pub async fn credentials_are_kept_per_team_and_listed_without_passwords(db: Db) 
     assert!(!tx.delete_credential(&a, "git.example.com").await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(store.list_credentials(&a).await.unwrap().len(), 1);
+
+    // An SSH key and the host's known_hosts are kept with the credential, and never listed.
+    let ssh = kato_store::NewCredential {
+        username: "git".into(),
+        password: String::new(),
+        ssh: Some(kato_store::SshIdentity {
+            private_key: "KEY-SECRET".into(),
+            known_hosts: "git.example.com ssh-ed25519 AAAA".into(),
+        }),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.set_credential(&a, "git.example.com", &ssh).await.unwrap();
+    tx.commit().await.unwrap();
+    let listed = store.list_credentials(&a).await.unwrap();
+    let flags: Vec<_> = listed.iter().map(|c| (c.host.as_str(), c.ssh_key_set)).collect();
+    assert_eq!(flags, [("git.example.com", true), ("registry.example.com", false)]);
+    let secrets = store.credential_secrets(&a).await.unwrap();
+    assert_eq!(secrets[0].ssh.as_ref().unwrap().private_key, "KEY-SECRET");
+    assert_eq!(secrets[1].ssh, None);
+    assert!(!format!("{secrets:?}").contains("KEY-SECRET"), "Debug hides keys");
 }

@@ -113,6 +113,7 @@ fn server_config(g: &Global, s: Serve) -> Result<kato_server::Config> {
                     anyhow::anyhow!("--local-registry `{a}`: give a loopback address such as 127.0.0.1:7071, or `off`")
                 })?),
             },
+            allow_local_repos: s.allow_local_repos,
             ..Default::default()
         },
     })
@@ -163,7 +164,20 @@ async fn credential(g: &Global, c: CredentialCmd) -> Result<()> {
     ];
     let base = format!("/teams/{team}/credentials");
     match c {
-        CredentialCmd::Set { host, username } => {
+        CredentialCmd::Set {
+            host,
+            username,
+            ssh_key: Some(key),
+            known_hosts: Some(known),
+        } => {
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+            };
+            let body =
+                json!({"host": host, "username": username, "ssh_key": read(&key)?, "known_hosts": read(&known)?});
+            print(&client.call(Method::POST, &base, Some(&body)).await?, g.output, &cols);
+        }
+        CredentialCmd::Set { host, username, .. } => {
             let password = match std::env::var("KATO_CREDENTIAL_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {

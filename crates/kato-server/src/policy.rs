@@ -1,0 +1,38 @@
+//! What a team token may not do that the admin token may: set a plug-in source that reads the
+//! server's own disk, and make an installation privileged. Each check answers 403 naming the
+//! field and what would allow it.
+
+use kato_model::Source;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+
+/// A Dockerfile source set or changed by a request (`before` is the stored one, if any): a
+/// local directory or `file://` repo needs the admin token, or a server started with
+/// `--allow-local-repos`. `prefix` places the field (`""`, or `documents[3].spec.` in an apply).
+pub fn check_source(
+    who: &Principal,
+    allow_local_repos: bool,
+    source: &Source,
+    before: Option<&Source>,
+    prefix: &str,
+) -> ApiResult<()> {
+    let Source::Dockerfile(d) = source else {
+        return Ok(());
+    };
+    if allow_local_repos || *who == Principal::Admin || before == Some(source) {
+        return Ok(());
+    }
+    if d.repo_kind().is_ok_and(|k| k.is_local()) {
+        return Err(ApiError::forbidden_field(
+            format!("{prefix}source.dockerfile.repo"),
+            format!(
+                "`{}` is a directory on the Kato server (or a file:// URL): a team token may not build from the \
+                 server's disk. Give an https:// or ssh:// URL, or ask the admin (the admin token may, and so may \
+                 every token on a server started with --allow-local-repos or KATO_ALLOW_LOCAL_REPOS=true)",
+                d.repo
+            ),
+        ));
+    }
+    Ok(())
+}
