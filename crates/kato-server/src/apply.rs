@@ -137,7 +137,7 @@ pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents
     let mut attempt = 1;
     loop {
         let versions = prepare_versions(state, team, &plugins).await?;
-        match write(state, team, &plugins, versions, &components).await? {
+        match write(state, who, team, &plugins, versions, &components).await? {
             Ok(out) => return Ok(out),
             Err(Raced(plugin)) if attempt < ATTEMPTS => {
                 tracing::debug!(%plugin, attempt, "a version was cut while apply ran: starting over");
@@ -271,6 +271,7 @@ async fn prepare_versions(
 /// did not get the number it was pinned for.
 async fn write(
     state: &AppState,
+    who: &Principal,
     team: &TeamName,
     plugins: &[PluginSpec],
     versions: Vec<Option<NewVersion>>,
@@ -320,7 +321,7 @@ async fn write(
         });
     }
     write_components(&mut tx, team, components, &mut out).await?;
-    write_installations(&mut tx, state, team, components, &mut out).await?;
+    write_installations(&mut tx, state, who, team, components, &mut out).await?;
     state.commit(tx).await?;
     if queued {
         state.builds.wake();
@@ -383,6 +384,7 @@ async fn write_components(
 async fn write_installations(
     tx: &mut Tx,
     state: &AppState,
+    who: &Principal,
     team: &TeamName,
     components: &[ComponentDoc],
     out: &mut Vec<Outcome>,
@@ -407,6 +409,7 @@ async fn write_installations(
                 .map(|r| r.installation.clone());
             let (after, _, created) = ops::install(
                 tx,
+                who,
                 &state.discovery.key,
                 team,
                 &c.name,
@@ -418,6 +421,9 @@ async fn write_installations(
             .map_err(|e| match e {
                 ApiError::Invalid(inv) => {
                     ApiError::invalid(format!("documents[{i}].spec.plugins[{j}].{}", inv.field), inv.message)
+                }
+                ApiError::ForbiddenField(inv) => {
+                    ApiError::forbidden_field(format!("documents[{i}].spec.plugins[{j}].{}", inv.field), inv.message)
                 }
                 other => other,
             })?;

@@ -155,9 +155,11 @@ pub async fn component_context(
 /// Installs or updates `plugin` on `component`. With `version` absent, a new installation takes
 /// the newest succeeded version and an existing one keeps its version, unless `to_latest`.
 /// A new installation gets a fresh discovery token and a revision above any it had before.
+/// Only the admin may make it privileged ([`crate::policy::check_privileged`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn install(
     tx: &mut Tx,
+    who: &crate::auth::Principal,
     tokens: &TokenKey,
     team: &TeamName,
     component: &ComponentName,
@@ -204,6 +206,7 @@ pub async fn install(
         &ctx.downstream_refs(),
         &ctx.others(plugin),
     )?;
+    crate::policy::check_privileged(who, current.map(|c| &c.installation), &inst, "privileged")?;
     let credential = match current {
         Some(c) => c.discovery.clone(),
         None => {

@@ -2,7 +2,7 @@
 //! server's own disk, and make an installation privileged. Each check answers 403 naming the
 //! field and what would allow it.
 
-use kato_model::Source;
+use kato_model::{Installation, Source};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -35,4 +35,36 @@ pub fn check_source(
         ));
     }
     Ok(())
+}
+
+/// An installation becoming privileged, or a privileged one changing the version it runs,
+/// needs the admin token: a privileged container is root on the host of a rootful engine.
+pub fn check_privileged(
+    who: &Principal,
+    current: Option<&Installation>,
+    next: &Installation,
+    field: &str,
+) -> ApiResult<()> {
+    if !next.privileged || *who == Principal::Admin {
+        return Ok(());
+    }
+    let approved = current.is_some_and(|c| c.privileged && c.version == next.version);
+    if approved {
+        return Ok(());
+    }
+    let what = if current.is_some_and(|c| c.privileged) {
+        format!(
+            "`{}` runs privileged: moving it to version {} needs the admin token",
+            next.plugin, next.version
+        )
+    } else {
+        format!(
+            "running `{}` privileged needs the admin token: a privileged container is root on the host",
+            next.plugin
+        )
+    };
+    Err(ApiError::forbidden_field(
+        field,
+        format!("{what}; a team token may not set it (leave privileged off, or ask the admin)"),
+    ))
 }

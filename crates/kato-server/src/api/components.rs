@@ -174,8 +174,17 @@ async fn put_installation(
     who.check_team(&team)?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
-    let (inst, version, created) =
-        ops::install(&mut tx, &state.discovery.key, &team, &component, &plugin, &req, false).await?;
+    let (inst, version, created) = ops::install(
+        &mut tx,
+        &who,
+        &state.discovery.key,
+        &team,
+        &component,
+        &plugin,
+        &req,
+        false,
+    )
+    .await?;
     if let Some(why) = state.builds.image_gone(&state.resolver, version.image.as_deref()).await {
         return Err(ApiError::invalid(
             "version",
