@@ -284,18 +284,18 @@ pub async fn serve(
     }
     let pods = pod_address::choose(&mut config).await?;
     let (state, token_path) = prepare(&config).await?;
-    for failed in doctor::check(&doctor::Needs::of(&config))
-        .await
-        .iter()
-        .filter(|c| !c.ok)
-    {
-        tracing::warn!(
-            check = failed.name,
-            fix = failed.fix.as_deref().unwrap_or(""),
-            "{}",
-            failed.detail
-        );
-    }
+    // In the background: a missing part is told at start, without holding the start up.
+    let needs = doctor::Needs::of(&config);
+    tokio::spawn(async move {
+        for failed in doctor::check(&needs).await.iter().filter(|c| !c.ok) {
+            tracing::warn!(
+                check = failed.name,
+                fix = failed.fix.as_deref().unwrap_or(""),
+                "{}",
+                failed.detail
+            );
+        }
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {

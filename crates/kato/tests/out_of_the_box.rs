@@ -299,3 +299,44 @@ fn doctor_checks_what_the_target_and_builds_need() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `kato serve` runs the same checks at start and logs each failure with its fix, instead of
+/// failing later inside a build.
+#[test]
+fn serve_logs_what_is_missing_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kato"))
+        .args([
+            "serve",
+            "--target",
+            "none",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(["--registry", &format!("127.0.0.1:{closed}")])
+        .current_dir(work.path())
+        .env_remove("KATO_DATA_DIR")
+        .env("KATO_LOG", "warn")
+        .stdout(std::fs::File::create(work.path().join("serve.out")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logged = loop {
+        let err = std::fs::read_to_string(work.path().join("serve.out")).unwrap_or_default();
+        if err.contains("platform registry") || Instant::now() > deadline {
+            break err;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("platform registry"))
+        .unwrap_or_else(|| panic!("no warning about the registry: {logged}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&format!("127.0.0.1:{closed} does not answer")), "{line}");
+    assert!(line.contains("fix="), "{line}");
+}

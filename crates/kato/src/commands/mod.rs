@@ -47,8 +47,10 @@ pub fn team_of(g: &Global) -> Result<&str> {
 }
 
 async fn serve(g: &Global, s: Serve) -> Result<()> {
+    // Colours only for a terminal: logs sent to a file or a journal stay plain text.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     kato_server::serve(server_config(g, s)?, shutdown_signal()).await?;
     Ok(())
