@@ -305,6 +305,36 @@ impl PluginSpec {
         self.config_groups.iter().find(|g| g.meta == meta)
     }
 
+    /// A copy safe to show: the `default` of `secret` items removed, as secret values are
+    /// (see [`crate::Values::redacted`]); their `group.item` names are returned apart.
+    pub fn redacted(&self) -> (PluginSpec, Vec<String>) {
+        let mut copy = self.clone();
+        let mut hidden = Vec::new();
+        for group in &mut copy.config_groups {
+            for item in group.items.iter_mut().filter(|i| i.secret) {
+                if item.default.take().is_some() {
+                    hidden.push(format!("{}.{}", group.name, item.name));
+                }
+            }
+        }
+        (copy, hidden)
+    }
+
+    /// Keeps the stored defaults of secret items the caller did not send again: an edited copy
+    /// of a redacted read does not erase them (as [`crate::Values::keep_secrets_from`]).
+    pub fn keep_secret_defaults_from(&mut self, stored: &PluginSpec) {
+        for group in &mut self.config_groups {
+            let Some(before) = stored.config_groups.iter().find(|g| g.name == group.name) else {
+                continue;
+            };
+            for item in group.items.iter_mut().filter(|i| i.secret && i.default.is_none()) {
+                if let Some(old) = before.items.iter().find(|i| i.secret && i.name == item.name) {
+                    item.default.clone_from(&old.default);
+                }
+            }
+        }
+    }
+
     pub fn image(&self) -> Option<&ImageRef> {
         match &self.source {
             Source::Image(i) => Some(i),
@@ -442,6 +472,29 @@ config_groups:
         assert!(serde_yaml::from_str::<PluginSpec>("{name: p, kind: sidecar, source: {image: x}}").is_err());
         assert!(
             serde_yaml::from_str::<PluginSpec>("{name: p, kind: init, source: {image: x}, memroy_mib: 3}").is_err()
+        );
+    }
+
+    #[test]
+    fn secret_defaults_are_redacted_and_kept_across_an_edit_of_the_redacted_copy() {
+        let stored = spec(
+            "{name: p, kind: general, source: {image: x}, config_groups: [{name: g, items: [\
+             {name: TOKEN, secret: true, default: s3cr3t}, {name: LEVEL, default: info}]}]}",
+        );
+        let (shown, hidden) = stored.redacted();
+        assert_eq!(hidden, vec!["g.TOKEN".to_owned()]);
+        assert_eq!(shown.config_groups[0].items[0].default, None);
+        assert_eq!(
+            shown.config_groups[0].items[1].default,
+            Some(ConfigValue::Text("info".into()))
+        );
+        assert!(!serde_json::to_string(&shown).unwrap().contains("s3cr3t"));
+        let mut edited = shown;
+        edited.config_groups[0].items[1].default = Some(ConfigValue::Text("debug".into()));
+        edited.keep_secret_defaults_from(&stored);
+        assert_eq!(
+            edited.config_groups[0].items[0].default,
+            Some(ConfigValue::Text("s3cr3t".into()))
         );
     }
 

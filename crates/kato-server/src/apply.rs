@@ -131,8 +131,8 @@ type ComponentDoc = (usize, ComponentSpec, Option<Vec<Installed>>);
 const ATTEMPTS: u32 = 3;
 
 pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
-    let (plugins, components) = parse_all(team, documents)?;
-    check_sources(state, who, team, &plugins).await?;
+    let (mut plugins, components) = parse_all(team, documents)?;
+    check_against_stored(state, who, team, &mut plugins).await?;
     let plugins: Vec<PluginSpec> = plugins.into_iter().map(|(_, p)| p).collect();
     let mut attempt = 1;
     loop {
@@ -194,17 +194,27 @@ fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginDoc>,
     Ok((plugins, components))
 }
 
-/// Sources the apply sets or changes must be ones this token may set (see [`crate::policy`]).
-async fn check_sources(state: &AppState, who: &Principal, team: &TeamName, plugins: &[PluginDoc]) -> ApiResult<()> {
+/// Each plug-in document against the stored plug-in: the sources it sets or changes must be
+/// ones this token may set (see [`crate::policy`]), and secret defaults it leaves out (a
+/// document made from a GET, which never shows them) keep their stored value.
+async fn check_against_stored(
+    state: &AppState,
+    who: &Principal,
+    team: &TeamName,
+    plugins: &mut [PluginDoc],
+) -> ApiResult<()> {
     for (i, p) in plugins {
-        let stored = state.store.get_plugin(team, &p.name).await?.map(|r| r.spec.source);
+        let stored = state.store.get_plugin(team, &p.name).await?.map(|r| r.spec);
         crate::policy::check_source(
             who,
             state.builds.settings.allow_local_repos,
             &p.source,
-            stored.as_ref(),
+            stored.as_ref().map(|s| &s.source),
             &format!("documents[{i}].spec."),
         )?;
+        if let Some(stored) = &stored {
+            p.keep_secret_defaults_from(stored);
+        }
     }
     Ok(())
 }

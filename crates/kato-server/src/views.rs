@@ -1,11 +1,13 @@
 //! JSON shapes the API answers with. Secret values never leave through here.
 
-use kato_model::{Installation, Version};
+use kato_model::{Installation, PluginSpec, Version};
 use kato_store::{InstallationRecord, PluginRecord, VersionRecord};
 use serde_json::{Value, json};
 
+/// A plug-in's draft as clients see it: the defaults of secret items replaced by the list of
+/// their `group.item` names, as secret values are.
 pub fn plugin(r: &PluginRecord) -> Value {
-    let mut v = serde_json::to_value(&r.spec).unwrap_or_default();
+    let mut v = plugin_spec(&r.spec);
     v["created_at"] = r.created_at.clone().into();
     v["updated_at"] = r.updated_at.clone().into();
     v
@@ -25,8 +27,17 @@ fn version_body(v: &Version) -> Value {
         "status": v.status,
         "image": v.image,
         "error": v.error,
-        "plugin": v.spec,
+        "plugin": plugin_spec(&v.spec),
     })
+}
+
+fn plugin_spec(spec: &PluginSpec) -> Value {
+    let (shown, secret_defaults) = spec.redacted();
+    let mut v = serde_json::to_value(&shown).unwrap_or_default();
+    if !secret_defaults.is_empty() {
+        v["secret_defaults_set"] = secret_defaults.into();
+    }
+    v
 }
 
 /// An installation as clients see it: secret values replaced by the list of their names.

@@ -140,6 +140,8 @@ async fn patch_plugin(
     let mut doc = serde_json::to_value(&current.spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     merge_patch(&mut doc, &patch);
     let mut spec: PluginSpec = serde_json::from_value(doc).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    // Groups sent back as a GET showed them (secret defaults left out) keep those defaults.
+    spec.keep_secret_defaults_from(&current.spec);
     spec.validate()?;
     crate::policy::check_source(
         &who,

@@ -5,6 +5,7 @@
 mod common;
 mod privileged;
 mod repos;
+mod secrets;
 mod sources;
 
 use axum::http::{Method, StatusCode};
