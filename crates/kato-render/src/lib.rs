@@ -8,6 +8,7 @@ mod containers;
 mod env;
 mod error;
 mod expand;
+pub mod names;
 mod objects;
 mod options;
 mod plan;

@@ -78,7 +78,7 @@ impl Plan<'_> {
         objects::pod_restart_policy(!self.init_containers.is_empty())
     }
     pub fn pod_name(&self) -> String {
-        concat(&[self.team, "-", self.component.name.as_str()])
+        crate::names::podman_pod_name(self.team, self.component.name.as_str())
     }
 }
 
@@ -106,7 +106,7 @@ pub(crate) fn plan<'w>(w: &'w Workload<'w>, opts: &'w RenderOptions) -> Result<P
         let a = &active[i];
         let plugin = a.inst.installation.plugin.as_str();
         let penv = env::plugin_env(&ctx, a.inst);
-        let secret = concat(&[name, "-plugin-", plugin]);
+        let secret = crate::names::plugin_secret_name(name, plugin);
         template_annotations.push((concat(&["secrets.plugin.kato/", plugin]), penv.secret_digest));
         secrets.push(SecretPlan {
             name: secret.clone(),
@@ -200,7 +200,7 @@ impl Plan<'_> {
             }
             Target::Podman => Object::Pod(objects::pod(
                 &meta,
-                concat(&[self.team, "-", name]),
+                crate::names::podman_pod_name(self.team, name),
                 annotations,
                 parts,
                 volumes,

@@ -61,7 +61,7 @@ fn system_and_compat_vars() {
             "KATO_DISCOVERY_URL",
             "https://kato.example.com/discovery/v1/shop/api/logs",
         ),
-        ("KATO_DISCOVERY_TOKEN", "secret:api-plugin-logs/KATO_DISCOVERY_TOKEN"),
+        ("KATO_DISCOVERY_TOKEN", "secret:api.plugin-logs/KATO_DISCOVERY_TOKEN"),
         ("TENANT_ID", "shop"),
         ("SERVICE_NAME", "api"),
         ("PLUGIN_ID", "logs"),
@@ -131,7 +131,7 @@ fn variables_expand_against_the_plugin_env() {
         env_value(migrate, "DB_URL"),
         "postgres://app:$(DB_PASSWORD)@db:5432/app"
     );
-    let data = &secret(&r, "api-plugin-migrate").data.as_ref().unwrap()["DB_DSN"].0;
+    let data = &secret(&r, "api.plugin-migrate").data.as_ref().unwrap()["DB_DSN"].0;
     assert_eq!(
         data, b"host=db password=s3cret",
         "inside a secret value, secrets expand in full"
@@ -350,11 +350,11 @@ fn disabled_and_unbuilt_installations_render_nothing() {
     assert_eq!(
         secret_names,
         [
-            "api-plugin-apm",
-            "api-plugin-logs",
-            "api-plugin-mesh",
-            "api-plugin-migrate",
-            "api-plugin-seed"
+            "api.plugin-apm",
+            "api.plugin-logs",
+            "api.plugin-mesh",
+            "api.plugin-migrate",
+            "api.plugin-seed"
         ],
         "one Secret per running plug-in, sorted by name"
     );
@@ -420,7 +420,10 @@ fn podman_gets_a_pod_without_namespace() {
     let f = Fixture::load("several-plugins");
     let r = rendered(&f, SidecarMode::Native, Target::Podman);
     let p = pod(&r);
-    assert_eq!(p.metadata.name.as_deref(), Some("shop-api"));
+    assert_eq!(
+        p.metadata.name.as_deref(),
+        Some(kato_render::names::podman_pod_name("shop", "api").as_str())
+    );
     assert_eq!(p.spec.as_ref().unwrap().restart_policy.as_deref(), Some("OnFailure"));
     assert!(p.metadata.annotations.as_ref().is_some_and(|a| a.len() == 10));
     assert!(r.objects.iter().all(|o| o.metadata().namespace.is_none()));

@@ -14,8 +14,8 @@ fn secret_items_travel_in_the_plugin_secret() {
     for (mode, target) in common::COMBINATIONS {
         let r = rendered(&f, mode, target);
         let logs = container(pod_spec(&r), "plugin-logs");
-        assert_eq!(env_value(logs, "LOG_TOKEN"), "secret:api-plugin-logs/LOG_TOKEN");
-        let data = secret(&r, "api-plugin-logs").data.clone().unwrap();
+        assert_eq!(env_value(logs, "LOG_TOKEN"), "secret:api.plugin-logs/LOG_TOKEN");
+        let data = secret(&r, "api.plugin-logs").data.clone().unwrap();
         let keys: Vec<&str> = data.keys().map(String::as_str).collect();
         assert_eq!(keys, ["KATO_DISCOVERY_TOKEN", "LOG_TOKEN"]);
         assert_eq!(data["LOG_TOKEN"].0, b"lt-9f8e7d");
@@ -79,4 +79,33 @@ fn a_changed_secret_rolls_the_pods_and_a_new_revision_does_not() {
     let redacted = render(&f.workload(), &opts).unwrap();
     let spec = deployment(&redacted).spec.clone().unwrap();
     assert_eq!(spec.template.metadata.unwrap().annotations.unwrap(), before);
+}
+
+/// Component `x` with plug-in `y-plugin-z` and component `x-plugin-y` with plug-in `z` live in
+/// one namespace: joined with `-plugin-`, both Secrets were `x-plugin-y-plugin-z`, and applying
+/// one component overwrote the other's.
+#[test]
+fn plugin_secrets_of_two_components_of_a_team_never_share_a_name() {
+    let named = |component: &str, plugin: &str| {
+        let mut f = Fixture::load("general");
+        f.component.name = component.parse().unwrap();
+        let p = &mut f.plugins[0];
+        p.installation.plugin = plugin.parse().unwrap();
+        p.version.spec.name = plugin.parse().unwrap();
+        f
+    };
+    let (one, two) = (named("x", "y-plugin-z"), named("x-plugin-y", "z"));
+    for (mode, target) in common::COMBINATIONS {
+        let (r1, r2) = (rendered(&one, mode, target), rendered(&two, mode, target));
+        let name = |r| secrets(r)[0].metadata.name.clone().unwrap();
+        assert_ne!(name(&r1), name(&r2), "{mode:?} {target:?}");
+        assert_ne!(pod_or_deployment_name(&r1, target), pod_or_deployment_name(&r2, target));
+    }
+}
+
+fn pod_or_deployment_name(r: &kato_render::Rendered, target: Target) -> String {
+    match target {
+        Target::Podman => pod(r).metadata.name.clone().unwrap(),
+        Target::Kubernetes => deployment(r).metadata.name.clone().unwrap(),
+    }
 }

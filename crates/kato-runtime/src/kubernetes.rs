@@ -332,6 +332,13 @@ impl Runtime for KubernetesRuntime {
                 api.get_opt(c.component)
             )
         )?;
+        // The Deployment named after the component counts only when its labels say it is Kato's
+        // for this component, as the pods (listed by those labels) are.
+        let deployment = deployment.filter(|d| {
+            let labels = d.metadata.labels.as_ref();
+            let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+            label(LABEL_TEAM) == Some(c.team) && label(LABEL_COMPONENT) == Some(c.component)
+        });
         Ok(status::component_status(deployment.as_ref(), &pods))
     }
 

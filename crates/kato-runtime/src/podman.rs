@@ -1,15 +1,19 @@
 //! `--target podman`: the local engine (DESIGN §9).
 //!
 //! A deploy pulls the pod's images (plain HTTP for loopback registries only), writes the
-//! component's Secrets as podman secrets (`{team}-{secret}`), removes the running pod and plays the
-//! rendered Pod with `podman kube play --replace`. Every podman call runs with the project's
-//! containers.conf (written into the data dir) and a bounded timeout.
+//! component's Secrets as podman secrets (`{hash}_{hash of the Secret's name}`), removes the component's running pods
+//! and plays the rendered Pod with `podman kube play`. The pod's name is unique to the (team,
+//! component) pair ([`kato_render::names::podman_pod_name`]), and every pod, secret and volume is
+//! also checked to carry the component's `kato/team` and `kato/component` labels before Kato reads
+//! or removes it; another component's pod is never replaced. Every podman call runs with the
+//! project's containers.conf (written into the data dir) and a bounded timeout.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,7 @@ use crate::{
 /// The settings podman needs on hosts like Kato's (cgroup v1 hybrid mode, no systemd).
 pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
+mod logs;
 mod network;
 mod plan;
 mod resources;
@@ -40,14 +45,17 @@ pub use network::{KUBE_NETWORK, kube_network_gateway};
 use plan::*;
 use status::*;
 
-/// The pod annotation listing the init containers a deploy played; podman removes an init
-/// container once it succeeded, so status needs it to report them.
+/// The pod annotations (`….0`, `….1`, …) naming the init containers a deploy played; podman
+/// removes an init container once it succeeded, so status needs them to report it.
 const INIT_ANNOTATION: &str = "podman.kato/init-containers";
-/// The pod annotation listing the other containers in pod order (podman lists them in any order).
+/// The pod annotations naming the other containers in pod order (podman lists them in any
+/// order). One name each: podman 4 refuses annotation values over 63 characters.
 const CONTAINERS_ANNOTATION: &str = "podman.kato/containers";
 const ENGINE: &str = "podman";
 const TEAM_LABEL: &str = kato_render::LABEL_TEAM;
 const COMPONENT_LABEL: &str = kato_render::LABEL_COMPONENT;
+/// The label naming the rendered Secret a podman secret holds (its name is a hash).
+const SECRET_LABEL: &str = "kato/secret";
 
 /// How the podman target runs.
 #[derive(Debug, Clone)]
@@ -91,6 +99,8 @@ pub struct PodmanRuntime {
     /// How many deploys and stops began, per component: a status read while one began may show
     /// half-removed containers.
     begun: Mutex<HashMap<String, u64>>,
+    /// True once [`KUBE_NETWORK`] is known to exist (pods are played onto it by name).
+    network_ready: AtomicBool,
 }
 
 impl std::fmt::Debug for PodmanRuntime {
@@ -126,6 +136,7 @@ impl PodmanRuntime {
             cache: Mutex::default(),
             locks: Mutex::default(),
             begun: Mutex::default(),
+            network_ready: AtomicBool::new(false),
         })
     }
 
@@ -345,7 +356,7 @@ impl Runtime for PodmanRuntime {
         let secrets = async {
             let existing = self.secrets(c).await?;
             self.remove_secrets(&existing).await?;
-            for (name, data) in &plan.secrets {
+            for (name, rendered, data) in &plan.secrets {
                 let a = args([
                     "secret",
                     "create",
@@ -353,6 +364,8 @@ impl Runtime for PodmanRuntime {
                     &format!("{TEAM_LABEL}={}", c.team),
                     "--label",
                     &format!("{COMPONENT_LABEL}={}", c.component),
+                    "--label",
+                    &format!("{SECRET_LABEL}={rendered}"),
                     name,
                     "-",
                 ]);
@@ -360,16 +373,23 @@ impl Runtime for PodmanRuntime {
             }
             Ok::<(), RuntimeError>(())
         };
+        // The component's pods, found by labels: also one named by an older Kato.
         let old_pod = async {
             let old = self.pods(c).await?;
             self.remove_pods(&old).await?;
             let mut stale = self.recorded_volumes(&pod_name).await;
             stale.extend(plan.volumes.iter().cloned());
+            for pod in old.iter().filter(|p| **p != pod_name) {
+                stale.extend(self.recorded_volumes(pod).await);
+                let _ = tokio::fs::remove_file(pod_file(&self.config.data_dir, pod)).await;
+                let _ = tokio::fs::remove_file(volumes_file(&self.config.data_dir, pod)).await;
+            }
             self.remove_volumes(&stale).await
         };
-        let (secrets, old_pod) = tokio::join!(secrets, old_pod);
+        let (secrets, old_pod, network) = tokio::join!(secrets, old_pod, self.ensure_network());
         secrets?;
         old_pod?;
+        network?;
 
         // The new pod.
         let record = serde_json::to_vec(&plan.volumes).unwrap_or_default();
@@ -384,16 +404,31 @@ impl Runtime for PodmanRuntime {
         .to_yaml();
         let file = pod_file(&self.config.data_dir, &pod_name);
         tokio::fs::write(&file, yaml).await.map_err(io_error)?;
+        // No `--replace`: the component's own pods are gone, so a pod still holding the name
+        // is another's, and podman refuses to play over it. Other pods reach this one at
+        // `{component}.{team}`, as on Kubernetes.
+        let host = kato_render::names::component_host(c.team, c.component);
         let a = vec![
             OsString::from("kube"),
             OsString::from("play"),
-            OsString::from("--replace"),
+            OsString::from("--network"),
+            OsString::from(format!("{KUBE_NETWORK}:alias={host}")),
             file.clone().into_os_string(),
         ];
         let (ok, _, err) = self.output(&a, None, self.config.play_timeout).await?;
         self.forget(&k);
         if ok {
             return Ok(());
+        }
+        if err.contains("is in use") {
+            return Err(engine(format!(
+                "a pod named {pod_name} exists that is not {}/{}'s: Kato does not replace it \
+                 (remove it with `podman pod rm {pod_name}` if nothing needs it)",
+                c.team, c.component
+            )));
+        }
+        if err.contains("network") {
+            self.network_ready.store(false, Ordering::Relaxed);
         }
         // An init container that fails is the component's state, not a failed deploy: the pod
         // exists and status says why.
@@ -428,69 +463,7 @@ impl Runtime for PodmanRuntime {
     }
 
     async fn logs(&self, c: ComponentRef<'_>, request: LogsRequest) -> Result<LogStream, RuntimeError> {
-        // The pod Kato plays is `<team>-<component>`: asked for by name, one call where a listing
-        // and an inspect were two; listed only when no pod has that name.
-        let named = format!("{}-{}", c.team, c.component);
-        let (pod, status) = match self.pod_status(&named).await? {
-            Some(status) => (named, Some(status)),
-            None => {
-                let Some(pod) = self.pods(c).await?.into_iter().next() else {
-                    return Err(RuntimeError::NotRunning(c.component.to_owned()));
-                };
-                let status = self.pod_status(&pod).await?;
-                (pod, status)
-            }
-        };
-        let known: Vec<String> = status
-            .map(|p| p.containers.into_iter().map(|c| c.name).collect())
-            .unwrap_or_default();
-        let name = request.container.unwrap_or_else(|| c.component.to_owned());
-        if !known.contains(&name) {
-            return Err(RuntimeError::NoSuchContainer {
-                name,
-                known: known.join(", "),
-            });
-        }
-        let mut a = args(["logs"]);
-        if let Some(n) = request.tail {
-            a.push(format!("--tail={n}").into());
-        }
-        if request.follow {
-            a.push("--follow".into());
-        }
-        a.push(format!("{pod}-{name}").into());
-        let mut cmd = self.command();
-        cmd.args(&a);
-        let mut child = cmd.spawn().map_err(io_error)?;
-        let stdout = child.stdout.take().map(reader_stream);
-        let stderr = child.stderr.take().map(|s| {
-            reader_stream(s).filter_map(|chunk| async move {
-                match chunk {
-                    Ok(b) => {
-                        let text = String::from_utf8_lossy(&b);
-                        let kept: String = text
-                            .split_inclusive('\n')
-                            .filter(|l| !l.starts_with("failed to connect to syslog"))
-                            .collect();
-                        (!kept.is_empty()).then(|| Ok(Bytes::from(kept)))
-                    }
-                    Err(e) => Some(Err(e)),
-                }
-            })
-        });
-        let merged = futures::stream::select(
-            stdout
-                .map(StreamExt::boxed)
-                .unwrap_or_else(|| futures::stream::empty().boxed()),
-            stderr
-                .map(StreamExt::boxed)
-                .unwrap_or_else(|| futures::stream::empty().boxed()),
-        );
-        // The child lives as long as the stream: hanging up kills `podman logs -f`.
-        let guarded = futures::stream::unfold((merged, child), |(mut s, child)| async move {
-            s.next().await.map(|item| (item, (s, child)))
-        });
-        Ok(guarded.boxed())
+        self.log_stream(c, request).await
     }
 }
 
@@ -500,21 +473,6 @@ fn volumes_file(data_dir: &Path, pod: &str) -> PathBuf {
 
 fn pod_file(data_dir: &Path, pod: &str) -> PathBuf {
     data_dir.join("podman").join("pods").join(format!("{pod}.yaml"))
-}
-
-/// Bytes of a pipe, chunk by chunk, line-aligned when lines fit in a chunk.
-fn reader_stream(r: impl tokio::io::AsyncRead + Send + Unpin + 'static) -> LogStream {
-    use tokio::io::AsyncBufReadExt;
-    let reader = tokio::io::BufReader::new(r);
-    futures::stream::unfold(reader, |mut reader| async move {
-        let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(Bytes::from(line)), reader)),
-            Err(e) => Some((Err(io_error(e)), reader)),
-        }
-    })
-    .boxed()
 }
 
 #[cfg(test)]

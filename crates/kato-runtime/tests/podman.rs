@@ -137,22 +137,42 @@ async fn logs(rt: &PodmanRuntime, c: ComponentRef<'_>, container: &str) -> Strin
     String::from_utf8(out).unwrap()
 }
 
+/// The component's pods (by its labels) and podman secrets (by the names Kato gives them, and
+/// gave them before).
 fn leftovers(team: &str, component: &str) -> (String, String) {
     let pods = podman(&[
         "pod",
         "ls",
         "--filter",
-        &format!("name=^{team}-{component}$"),
+        &format!("label=kato/team={team}"),
+        "--filter",
+        &format!("label=kato/component={component}"),
         "--format",
         "{{.Name}}",
     ]);
+    let hash = kato_render::names::component_hash(team, component);
     let secrets = podman(&["secret", "ls", "--format", "{{.Name}}"]);
     let secrets = String::from_utf8_lossy(&secrets.stdout)
         .lines()
-        .filter(|l| l.starts_with(&format!("{team}-{component}-")))
+        .filter(|l| l.starts_with(&format!("{hash}_")) || l.starts_with(&format!("{team}-{component}-")))
         .collect::<Vec<_>>()
         .join(",");
     (String::from_utf8_lossy(&pods.stdout).trim().to_owned(), secrets)
+}
+
+/// Removes a team's pods when dropped, whether the test passed or not.
+struct Cleanup(&'static [&'static str]);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for team in self.0 {
+            let label = format!("label=kato/team={team}");
+            let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+            for pod in String::from_utf8_lossy(&pods.stdout).lines() {
+                podman(&["pod", "rm", "--force", "--time", "0", pod]);
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -327,5 +347,214 @@ async fn an_image_that_cannot_be_pulled_fails_clearly() {
     assert_eq!(gone.reason.as_deref(), Some("ErrImagePull"));
     rt.stop(c).await.unwrap();
     assert_eq!(rt.status(c).await.unwrap().state, ComponentState::Stopped);
+    assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
+}
+
+/// A component whose app says who it is and what it found in its volume, and whose plug-in
+/// prints its secret: `who` tells them apart.
+fn telling(team: &str, component: &str, who: &str) -> Rendered {
+    let side = json!({
+        "name": "plugin-side",
+        "image": IMAGE,
+        "command": ["/bin/sh", "-c", format!("echo side of {who} token=$TOKEN; {IDLE}")],
+        "env": [{ "name": "TOKEN",
+                  "valueFrom": { "secretKeyRef": { "name": format!("{component}-plugin-side"), "key": "TOKEN" } } }],
+        "volumeMounts": [{ "name": "data", "mountPath": "/data" }],
+    });
+    let mut app = container(
+        component,
+        &format!("echo app {who} found [$(cat /data/who)]; echo {who} > /data/who; {IDLE}"),
+    );
+    app["volumeMounts"] = json!([{ "name": "data", "mountPath": "/data" }]);
+    let mut r = rendered(team, component, vec![app, side], vec![]);
+    for o in &mut r.objects {
+        match o {
+            Object::Secret(s) => {
+                let token = k8s_openapi::ByteString(format!("token-of-{who}").into_bytes());
+                s.data = Some([("TOKEN".to_owned(), token)].into());
+            }
+            Object::Pod(p) => {
+                let spec = p.spec.as_mut().unwrap();
+                spec.volumes = Some(vec![
+                    serde_json::from_value(json!({"name": "data", "emptyDir": {}})).unwrap(),
+                ]);
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Team `a` / component `b-c` and team `a-b` / component `c` were both the pod `a-b-c`, with the
+/// secret `a-b-c-plugin-side` and the volume `a-b-c-data`: the second deploy replaced the first
+/// team's pod. Here both run side by side, each sees only its own, and stopping one leaves the
+/// other running.
+#[tokio::test]
+async fn components_of_teams_whose_names_joined_alike_stay_apart() {
+    busybox_image();
+    let _cleanup = Cleanup(&["rtiso", "rtiso-b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let a = ComponentRef {
+        team: "rtiso",
+        component: "b-c",
+    };
+    let b = ComponentRef {
+        team: "rtiso-b",
+        component: "c",
+    };
+    rt.deploy(a, &telling(a.team, a.component, "A")).await.unwrap();
+    rt.deploy(b, &telling(b.team, b.component, "B")).await.unwrap();
+
+    let running = |s: &ComponentStatus| s.state == ComponentState::Running;
+    let sa = wait_for(&rt, a, "team a's component running", running).await;
+    let sb = wait_for(&rt, b, "team a-b's component running", running).await;
+    assert_eq!((sa.pods.len(), sb.pods.len()), (1, 1), "{sa:#?}\n{sb:#?}");
+    assert_ne!(sa.pods[0].name, sb.pods[0].name);
+    let names = |s: &ComponentStatus| s.pods[0].containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&sa), ["b-c", "plugin-side"]);
+    assert_eq!(names(&sb), ["c", "plugin-side"]);
+
+    // Each reads its own logs: its app, its own volume (found empty), its own secret.
+    for (c, me, other) in [(a, "A", "B"), (b, "B", "A")] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let app = logs(&rt, c, c.component).await;
+            let side = logs(&rt, c, "plugin-side").await;
+            assert!(
+                !app.contains(other) && !side.contains(other),
+                "{me} read {other}'s: {app} {side}"
+            );
+            if app.contains(&format!("app {me} found []"))
+                && side.contains(&format!("side of {me} token=token-of-{me}"))
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{me}'s logs: {app:?} {side:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Stopping one leaves the other running, in the same pod.
+    rt.stop(b).await.unwrap();
+    assert_eq!(rt.status(b).await.unwrap().state, ComponentState::Stopped);
+    let sa2 = rt.status(a).await.unwrap();
+    assert_eq!(sa2.state, ComponentState::Running, "{sa2:#?}");
+    assert_eq!(sa2.pods[0].name, sa.pods[0].name);
+    assert!(logs(&rt, a, "b-c").await.contains("app A found []"));
+    let err = rt.logs(b, LogsRequest::default()).await.err().unwrap();
+    assert!(err.to_string().contains("not running"), "{err}");
+
+    rt.stop(a).await.unwrap();
+    assert_eq!(leftovers(a.team, a.component), (String::new(), String::new()));
+    assert_eq!(leftovers(b.team, b.component), (String::new(), String::new()));
+}
+
+/// A pod that holds the component's name but not its labels is someone else's: it is neither
+/// read nor replaced. One named the old way (`{team}-{component}`) with the component's labels
+/// is the component's, and a redeploy removes it with its secrets.
+#[tokio::test]
+async fn pods_are_told_apart_by_labels_not_names() {
+    busybox_image();
+    let _cleanup = Cleanup(&["rtiso2", "intruder"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = ComponentRef {
+        team: "rtiso2",
+        component: "web",
+    };
+    let yaml = |name: &str, team: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    kato/team: {team}\n    \
+             kato/component: web\nspec:\n  containers:\n  - name: web\n    image: {IMAGE}\n    \
+             command: [/bin/sh, -c, \"echo I am {team}; {IDLE}\"]\n"
+        )
+    };
+    let play = |text: String| {
+        let file = dir.path().join("by-hand.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = podman(&["kube", "play", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Another team's pod under this component's name.
+    let name = kato_render::names::podman_pod_name(c.team, c.component);
+    play(yaml(&name, "intruder"));
+    assert_eq!(rt.status(c).await.unwrap().state, ComponentState::Stopped);
+    let err = rt.logs(c, LogsRequest::default()).await.err().unwrap();
+    assert!(err.to_string().contains("not running"), "{err}");
+    let web = rendered(c.team, c.component, vec![container("web", IDLE)], vec![]);
+    let err = rt.deploy(c, &web).await.unwrap_err().to_string();
+    assert!(err.contains("not rtiso2/web's"), "{err}");
+    let labels = podman(&["pod", "inspect", "--format", "{{index .Labels \"kato/team\"}}", &name]);
+    assert_eq!(
+        String::from_utf8_lossy(&labels.stdout).trim(),
+        "intruder",
+        "the other's pod was replaced"
+    );
+    podman(&["pod", "rm", "--force", "--time", "0", &name]);
+
+    // This component's pod and secret, named by an older Kato.
+    play(yaml("rtiso2-web", "rtiso2"));
+    let label = ["--label", "kato/team=rtiso2", "--label", "kato/component=web"];
+    let mut create = vec!["secret", "create"];
+    create.extend(label);
+    let data = dir.path().join("old-secret");
+    std::fs::write(&data, "{}").unwrap();
+    create.extend(["rtiso2-web-plugin-old", data.to_str().unwrap()]);
+    let out = podman(&create);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rt.status(c).await.unwrap().pods[0].name, "rtiso2-web");
+    rt.deploy(c, &rendered(c.team, c.component, vec![container("web", IDLE)], vec![]))
+        .await
+        .unwrap();
+    let s = wait_for(&rt, c, "running in the new pod", |s| s.state == ComponentState::Running).await;
+    assert_eq!(
+        s.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        [name.as_str()]
+    );
+    rt.stop(c).await.unwrap();
+    assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
+}
+
+/// The longest names the model allows (team and component of 63 characters, plug-in of 56,
+/// volume of 63) still make names podman takes: a pod name that is a hostname, secret names of
+/// at most 64 characters.
+#[tokio::test]
+async fn the_longest_names_still_run() {
+    busybox_image();
+    let team: &'static str = Box::leak(format!("rtlong-{}", "t".repeat(56)).into_boxed_str());
+    let _cleanup = Cleanup(Box::leak(Box::new([team])));
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let component = "c".repeat(63);
+    let c = ComponentRef {
+        team,
+        component: &component,
+    };
+    let plugin = format!("plugin-{}", "p".repeat(56));
+    let secret = format!("{component}.{plugin}");
+    let volume = "v".repeat(63);
+    let mut side = container(&plugin, &format!("echo token=$TOKEN; {IDLE}"));
+    side["env"] = json!([{ "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": secret, "key": "TOKEN" } } }]);
+    side["volumeMounts"] = json!([{ "name": volume, "mountPath": "/data" }]);
+    let mut r = rendered(team, &component, vec![container(&component, IDLE), side], vec![]);
+    for o in &mut r.objects {
+        match o {
+            Object::Secret(s) => s.metadata.name = Some(secret.clone()),
+            Object::Pod(p) => {
+                let volumes = json!([{ "name": volume, "emptyDir": {} }]);
+                p.spec.as_mut().unwrap().volumes = Some(serde_json::from_value(volumes).unwrap());
+            }
+            _ => {}
+        }
+    }
+    rt.deploy(c, &r).await.unwrap();
+    wait_for(&rt, c, "running", |s| s.state == ComponentState::Running).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs(&rt, c, &plugin).await.contains("token=s3cr3t") {
+        assert!(Instant::now() < deadline, "the plug-in read its secret");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rt.stop(c).await.unwrap();
     assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
 }

@@ -151,12 +151,19 @@ impl E2e {
             )
             .await;
         assert_eq!(v["state"], "stopped", "{v}");
-        let label = format!("label=kato/team={}", self.team);
-        let pods = checked(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
-        assert!(
-            !pods.lines().any(|p| p == format!("{}-{component}", self.team)),
-            "left behind: {pods}"
-        );
+        let team = format!("label=kato/team={}", self.team);
+        let label = format!("label=kato/component={component}");
+        let pods = checked(&[
+            "pod",
+            "ls",
+            "--filter",
+            &team,
+            "--filter",
+            &label,
+            "--format",
+            "{{.Name}}",
+        ]);
+        assert!(pods.trim().is_empty(), "left behind: {pods}");
     }
 
     async fn status(&self, component: &str) -> Value {

@@ -14,6 +14,18 @@ use crate::RuntimeError;
 pub const KUBE_NETWORK: &str = "podman-default-kube-network";
 
 impl PodmanRuntime {
+    /// Makes sure [`KUBE_NETWORK`] exists (once per server, unless a play misses it): deploys
+    /// name it to give the pod its `{component}.{team}` alias, and podman creates a network it is
+    /// told to join only when it chooses it itself.
+    pub(super) async fn ensure_network(&self) -> Result<(), RuntimeError> {
+        if self.network_ready.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.pod_gateway().await?;
+        self.network_ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The gateway of [`KUBE_NETWORK`], creating the network as `kube play` would when it does
     /// not exist yet, so that the address is known before the first pod runs.
     pub async fn pod_gateway(&self) -> Result<IpAddr, RuntimeError> {

@@ -1,27 +1,39 @@
-//! From rendered objects to what podman 4 plays: podman secrets, expanded env, pod volumes.
+//! From rendered objects to what podman 4 plays: podman secrets, expanded env, pod volumes, and
+//! the names of them all.
 
 use super::*;
 
 /// What one deploy plays: the podman secrets (name, JSON data) and the pod.
 pub(crate) struct Plan {
-    pub secrets: Vec<(String, Vec<u8>)>,
+    /// (podman name, rendered name, JSON data).
+    pub secrets: Vec<(String, String, Vec<u8>)>,
     pub pod: Pod,
-    /// The podman volumes of the pod's `emptyDir`s, named `{pod}-{volume}`.
+    /// The podman volumes of the pod's `emptyDir`s, named `{pod}_{volume}`.
     pub volumes: Vec<String>,
 }
 
-/// Turns the objects rendered for podman into what podman 4 runs: Secrets become podman secrets
-/// named `{team}-{name}` holding the data as JSON (what `secretKeyRef` reads), `$(VAR)` references
-/// in env values are expanded (podman does not), images are pulled by Kato beforehand, and the pod
-/// notes its init containers.
+/// The podman volume of `pod` that the rendered pod calls `name`: the pod's name is unique to
+/// the component (see [`kato_render::names`]) and holds no `_`, so neither can this name be
+/// another component's.
+pub(crate) fn volume_name(pod: &str, name: &str) -> String {
+    format!("{pod}_{name}")
+}
+
+/// Turns the objects rendered for podman into what podman 4 runs: the pod is named and labelled
+/// for `c` whatever the objects say (see [`kato_render::names::podman_pod_name`]), Secrets become
+/// podman secrets ([`kato_render::names::podman_secret_name`]) holding the data as JSON (what
+/// `secretKeyRef` reads),
+/// `$(VAR)` references in env values are expanded (podman does not), images are pulled by Kato
+/// beforehand, and the pod notes its init containers.
 pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, RuntimeError> {
+    let pod_name = kato_render::names::podman_pod_name(c.team, c.component);
     let mut secret_data: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut secrets = Vec::new();
     let mut pod = None;
     for object in &rendered.objects {
         match object {
             Object::Secret(s) => {
-                let name = format!("{}-{}", c.team, object.name());
+                let name = kato_render::names::podman_secret_name(c.team, c.component, object.name());
                 let data = secret_strings(s);
                 let json: BTreeMap<&String, &k8s_openapi::ByteString> = s.data.iter().flat_map(|d| d.iter()).collect();
                 let bytes = serde_json::to_vec(&json).map_err(|e| RuntimeError::Engine {
@@ -29,7 +41,7 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
                     message: format!("cannot encode secret {name}: {e}"),
                 })?;
                 secret_data.insert(object.name().to_owned(), data);
-                secrets.push((name, bytes));
+                secrets.push((name, object.name().to_owned(), bytes));
             }
             Object::Pod(p) => pod = Some(p.clone()),
             Object::Service(_) | Object::Deployment(_) => {}
@@ -41,7 +53,10 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
             message: "the objects hold no Pod: render them for the podman target".to_owned(),
         });
     };
-    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    pod.metadata.name = Some(pod_name.clone());
+    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(TEAM_LABEL.to_owned(), c.team.to_owned());
+    labels.insert(COMPONENT_LABEL.to_owned(), c.component.to_owned());
     let spec = pod.spec.get_or_insert_with(Default::default);
     // podman 4 plays an `emptyDir` as a named volume shared by every pod that uses the same
     // name, and keeps it: name it after the pod, and deploys start it afresh.
@@ -49,7 +64,7 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
     let mut renamed = HashMap::new();
     for v in spec.volumes.iter_mut().flatten() {
         if v.empty_dir.is_some() {
-            let name = format!("{pod_name}-{}", v.name);
+            let name = volume_name(&pod_name, &v.name);
             renamed.insert(v.name.clone(), name.clone());
             v.name = name.clone();
             volumes.push(name);
@@ -70,17 +85,18 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
     let mut inits = Vec::new();
     for ctr in spec.init_containers.iter_mut().flatten() {
         inits.push(ctr.name.clone());
-        prepare_container(ctr, c.team, &secret_data);
+        prepare_container(ctr, c, &secret_data);
     }
     for ctr in &mut spec.containers {
-        prepare_container(ctr, c.team, &secret_data);
+        prepare_container(ctr, c, &secret_data);
     }
     let order: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
     let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
-    if !inits.is_empty() {
-        annotations.insert(INIT_ANNOTATION.to_owned(), inits.join(","));
+    for (key, names) in [(INIT_ANNOTATION, &inits), (CONTAINERS_ANNOTATION, &order)] {
+        for (i, name) in names.iter().enumerate() {
+            annotations.insert(format!("{key}.{i}"), name.clone());
+        }
     }
-    annotations.insert(CONTAINERS_ANNOTATION.to_owned(), order.join(","));
     Ok(Plan { secrets, pod, volumes })
 }
 
@@ -92,7 +108,12 @@ pub(super) fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
     out
 }
 
-pub(super) fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashMap<String, BTreeMap<String, String>>) {
+pub(super) fn prepare_container(
+    ctr: &mut Container,
+    c: ComponentRef<'_>,
+    secrets: &HashMap<String, BTreeMap<String, String>>,
+) {
+    let podman_secret = |name: &str| kato_render::names::podman_secret_name(c.team, c.component, name);
     ctr.image_pull_policy = Some("Never".to_owned());
     trim_leading_line_breaks(ctr);
     let mut known: HashMap<String, String> = HashMap::new();
@@ -104,12 +125,12 @@ pub(super) fn prepare_container(ctr: &mut Container, team: &str, secrets: &HashM
             if let Some(value) = secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
                 known.insert(var.name.clone(), value.clone());
             }
-            r.name = format!("{team}-{}", r.name);
+            r.name = podman_secret(&r.name);
         }
     }
     for from in ctr.env_from.iter_mut().flatten() {
         if let Some(r) = from.secret_ref.as_mut() {
-            r.name = format!("{team}-{}", r.name);
+            r.name = podman_secret(&r.name);
         }
     }
 }

@@ -22,9 +22,29 @@ impl PodmanRuntime {
         let pods: Vec<PodLs> = parse_json(&out)?;
         Ok(pods
             .into_iter()
-            .filter(|p| p.labels.get(TEAM_LABEL).map(String::as_str) == Some(c.team))
+            .filter(|p| owned_by(&p.labels, c))
             .map(|p| p.name)
             .collect())
+    }
+
+    /// What podman says of the pod named `name`, when it exists and belongs to `c` (by its
+    /// labels): a name alone never decides whose a pod is.
+    pub(super) async fn inspect_pod(
+        &self,
+        name: &str,
+        c: ComponentRef<'_>,
+    ) -> Result<Option<PodInspect>, RuntimeError> {
+        let (ok, out, err) = self
+            .output(&args(["pod", "inspect", name]), None, self.config.call_timeout)
+            .await?;
+        if !ok {
+            if err.contains("no such pod") || err.contains("no pod with name") {
+                return Ok(None);
+            }
+            return Err(engine(err));
+        }
+        let inspect: PodInspect = parse_json(&out)?;
+        Ok(owned_by(&inspect.labels, c).then_some(inspect))
     }
 
     pub(super) async fn remove_pods(&self, names: &[String]) -> Result<(), RuntimeError> {
@@ -42,7 +62,8 @@ impl PodmanRuntime {
         }
     }
 
-    /// The podman secrets a component's deploys created, found by name prefix and label.
+    /// The podman secrets a component's deploys created, found by name prefix and label: named
+    /// `{hash}_…`, or `{team}-{component}-…` by an older Kato (a redeploy or stop removes those).
     pub(super) async fn secrets(&self, c: ComponentRef<'_>) -> Result<Vec<String>, RuntimeError> {
         let out = self
             .run(
@@ -51,8 +72,13 @@ impl PodmanRuntime {
                 self.config.call_timeout,
             )
             .await?;
-        let prefix = format!("{}-{}-", c.team, c.component);
-        let candidates: Vec<&str> = out.lines().map(str::trim).filter(|n| n.starts_with(&prefix)).collect();
+        let prefix = format!("{}_", kato_render::names::component_hash(c.team, c.component));
+        let legacy = format!("{}-{}-", c.team, c.component);
+        let candidates: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with(&prefix) || n.starts_with(&legacy))
+            .collect();
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -66,10 +92,7 @@ impl PodmanRuntime {
         };
         Ok(found
             .into_iter()
-            .filter(|s| {
-                s.spec.labels.get(TEAM_LABEL).map(String::as_str) == Some(c.team)
-                    && s.spec.labels.get(COMPONENT_LABEL).map(String::as_str) == Some(c.component)
-            })
+            .filter(|s| owned_by(&s.spec.labels, c))
             .map(|s| s.spec.name)
             .collect())
     }
@@ -110,6 +133,32 @@ impl PodmanRuntime {
         }
         Ok(())
     }
+}
+
+/// True when `labels` name the component `c`: its team and its name.
+pub(super) fn owned_by(labels: &BTreeMap<String, String>, c: ComponentRef<'_>) -> bool {
+    labels.get(TEAM_LABEL).map(String::as_str) == Some(c.team)
+        && labels.get(COMPONENT_LABEL).map(String::as_str) == Some(c.component)
+}
+
+#[derive(Deserialize)]
+pub(super) struct PodInspect {
+    #[serde(rename = "Created", default)]
+    pub created: String,
+    #[serde(rename = "InfraContainerID", default)]
+    pub infra_container_id: String,
+    #[serde(rename = "Containers", default)]
+    pub containers: Vec<PodCtr>,
+    #[serde(rename = "Labels", default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct PodCtr {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
 }
 
 #[derive(Deserialize)]

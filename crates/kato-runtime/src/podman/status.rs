@@ -69,7 +69,7 @@ impl PodmanRuntime {
     pub(super) async fn status_uncached(&self, c: ComponentRef<'_>) -> Result<ComponentStatus, RuntimeError> {
         let mut pods = Vec::new();
         for name in self.pods(c).await? {
-            if let Some(p) = self.pod_status(&name).await? {
+            if let Some(p) = self.pod_status(&name, c).await? {
                 pods.push(p);
             }
         }
@@ -88,17 +88,11 @@ impl PodmanRuntime {
         Ok(summarise(pods))
     }
 
-    pub(super) async fn pod_status(&self, pod: &str) -> Result<Option<PodStatus>, RuntimeError> {
-        let (ok, out, err) = self
-            .output(&args(["pod", "inspect", pod]), None, self.config.call_timeout)
-            .await?;
-        if !ok {
-            if err.contains("no such pod") || err.contains("no pod with name") {
-                return Ok(None);
-            }
-            return Err(engine(err));
-        }
-        let inspect: PodInspect = parse_json(&out)?;
+    /// The status of the pod named `pod`, when it exists and is `c`'s.
+    pub(super) async fn pod_status(&self, pod: &str, c: ComponentRef<'_>) -> Result<Option<PodStatus>, RuntimeError> {
+        let Some(inspect) = self.inspect_pod(pod, c).await? else {
+            return Ok(None);
+        };
         let ids: Vec<&str> = inspect
             .containers
             .iter()
@@ -141,22 +135,6 @@ impl PodmanRuntime {
         }
         Ok(exits)
     }
-}
-
-#[derive(Deserialize)]
-struct PodInspect {
-    #[serde(rename = "Created", default)]
-    created: String,
-    #[serde(rename = "InfraContainerID", default)]
-    infra_container_id: String,
-    #[serde(rename = "Containers", default)]
-    containers: Vec<PodCtr>,
-}
-
-#[derive(Deserialize)]
-struct PodCtr {
-    #[serde(rename = "Id")]
-    id: String,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -215,21 +193,20 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
     let mut annotations = BTreeMap::new();
     let mut containers = Vec::new();
     let prefix = format!("{pod}-");
-    let mut inits: Vec<String> = Vec::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut inits: BTreeMap<usize, String> = BTreeMap::new();
+    let mut order: BTreeMap<usize, String> = BTreeMap::new();
     for d in details.iter().filter(|d| !d.is_infra) {
         for (k, v) in &d.config.annotations {
             if k.ends_with(".plugin.kato") || k.contains(".plugin.kato/") {
                 annotations.insert(k.clone(), v.clone());
             }
-            if k == INIT_ANNOTATION {
-                inits = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            }
-            if k == CONTAINERS_ANNOTATION {
-                order = v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            for (key, list) in [(INIT_ANNOTATION, &mut inits), (CONTAINERS_ANNOTATION, &mut order)] {
+                listed(list, key, k, v);
             }
         }
     }
+    let inits: Vec<String> = inits.into_values().collect();
+    let order: Vec<String> = order.into_values().collect();
     for d in details.into_iter().filter(|d| !d.is_infra) {
         let name = d.name.strip_prefix(&prefix).unwrap_or(&d.name).to_owned();
         let init = inits.contains(&name);
@@ -272,6 +249,16 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
         phase,
         annotations,
         containers,
+    }
+}
+
+/// Adds the container the annotation `k` = `v` names to `list` when `k` is `key.N`; a pod played
+/// by an older Kato has `key` = a comma-separated list.
+fn listed(list: &mut BTreeMap<usize, String>, key: &str, k: &str, v: &str) {
+    if k == key {
+        list.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).enumerate());
+    } else if let Some(i) = k.strip_prefix(key).and_then(|r| r.strip_prefix('.')?.parse().ok()) {
+        list.insert(i, v.to_owned());
     }
 }
 

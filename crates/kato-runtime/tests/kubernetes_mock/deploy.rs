@@ -29,7 +29,7 @@ async fn first_deploy_creates_the_namespace_and_applies_every_object() {
         create.reply(201, ns);
         let mut b = Vec::new();
         b.push(
-            s.expect_apply("/api/v1/namespaces/shop/secrets/web-plugin-exporter")
+            s.expect_apply("/api/v1/namespaces/shop/secrets/web.plugin-exporter")
                 .await,
         );
         b.push(s.expect_apply("/api/v1/namespaces/shop/services/web").await);
@@ -37,7 +37,7 @@ async fn first_deploy_creates_the_namespace_and_applies_every_object() {
         s.expect_owned_list("/apis/apps/v1/namespaces/shop/deployments", &["web"])
             .await;
         s.expect_owned_list("/api/v1/namespaces/shop/services", &["web"]).await;
-        s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web-plugin-exporter"])
+        s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web.plugin-exporter"])
             .await;
         *seen.lock().unwrap() = b;
         s
@@ -61,7 +61,7 @@ async fn redeploy_applies_the_new_render_into_the_existing_namespace() {
         s.expect(Method::GET, "/api/v1/namespaces/shop")
             .await
             .reply(200, kato_namespace());
-        s.expect_apply("/api/v1/namespaces/shop/secrets/web-plugin-exporter")
+        s.expect_apply("/api/v1/namespaces/shop/secrets/web.plugin-exporter")
             .await;
         s.expect_apply("/api/v1/namespaces/shop/services/web").await;
         let d = s.expect_apply("/apis/apps/v1/namespaces/shop/deployments/web").await;
@@ -71,7 +71,7 @@ async fn redeploy_applies_the_new_render_into_the_existing_namespace() {
         s.expect_owned_list("/apis/apps/v1/namespaces/shop/deployments", &["web"])
             .await;
         s.expect_owned_list("/api/v1/namespaces/shop/services", &["web"]).await;
-        s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web-plugin-exporter"])
+        s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web.plugin-exporter"])
             .await;
         s
     })
@@ -98,10 +98,10 @@ async fn deploy_deletes_what_the_component_no_longer_renders() {
             s.expect_delete("/apis/apps/v1/namespaces/shop/deployments/web-old", 200)
                 .await;
             s.expect_owned_list("/api/v1/namespaces/shop/services", &["web"]).await;
-            s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web-plugin-exporter"])
+            s.expect_owned_list("/api/v1/namespaces/shop/secrets", &["web.plugin-exporter"])
                 .await;
             // Deleted meanwhile by someone else: still what we wanted.
-            s.expect_delete("/api/v1/namespaces/shop/secrets/web-plugin-exporter", 404)
+            s.expect_delete("/api/v1/namespaces/shop/secrets/web.plugin-exporter", 404)
                 .await;
             s
         });

@@ -52,7 +52,7 @@ async fn a_rejected_apply_stops_the_deploy_before_any_deletion() {
         s.expect(Method::GET, "/api/v1/namespaces/shop")
             .await
             .reply(200, kato_namespace());
-        s.expect_apply("/api/v1/namespaces/shop/secrets/web-plugin-exporter")
+        s.expect_apply("/api/v1/namespaces/shop/secrets/web.plugin-exporter")
             .await;
         s.expect_apply("/api/v1/namespaces/shop/services/web").await;
         s.expect(Method::PATCH, "/apis/apps/v1/namespaces/shop/deployments/web").await.reply(

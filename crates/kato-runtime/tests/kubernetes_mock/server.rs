@@ -285,7 +285,8 @@ pub fn cstatus(name: &str, ready: bool, restarts: i32, state: Value, last: Value
 
 pub fn deployment(annotations: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
-           "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+           "metadata": {"name": "web", "namespace": "shop", "annotations": annotations,
+                        "labels": {"app.kubernetes.io/managed-by": "kato", "kato/team": "shop", "kato/component": "web"}},
            "spec": {"selector": {"matchLabels": {"kato/team": "shop"}}, "template": {}}})
 }
 

@@ -241,6 +241,12 @@ async fn status_is_starting_while_containers_are_created_and_stopped_without_a_d
     let status = status_of(vec![], None).await;
     assert_eq!(status.state, ComponentState::Stopped);
     assert!(status.pods.is_empty());
+
+    // A Deployment under the component's name that is not Kato's for it does not count.
+    let mut foreign = deployment(json!({}));
+    foreign["metadata"]["labels"] = json!({"kato/team": "shop", "kato/component": "web-other"});
+    let status = status_of(vec![], Some(foreign)).await;
+    assert_eq!(status.state, ComponentState::Stopped);
 }
 
 fn deployment_with_condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
