@@ -2,7 +2,7 @@
 //! plug-in from the example's Dockerfile, applies the example's components and runs them on
 //! podman; the plug-in ships the app's access log, tagged, to its own output, then, switched
 //! live through the discovery API and without a restart, over HTTP to a listener of this test
-//! on the host, and to the example's `log-sink` component reached by its pod name.
+//! on the host, and to the example's `log-sink` component reached at `log-sink.<team>`.
 //!
 //! The example's files are used as they are, with the example registry's address
 //! (`127.0.0.1:5000`) replaced by a test registry's and the plug-in's repo by a git repo holding
@@ -546,10 +546,11 @@ async fn the_log_collection_example_collects_tags_and_ships_to_a_sink_switched_l
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Switched live to the example's sink component, by its pod name on podman's network.
-    let sink_pod = s.deploy("log-sink").await;
+    // Switched live to the example's sink component, at the name pods reach it by, as the
+    // README tells users: `{component}.{team}`.
+    s.deploy("log-sink").await;
     let rev = s
-        .set_sink("http", &format!("http://{sink_pod}:8080/cgi-bin/ingest"))
+        .set_sink("http", &format!("http://log-sink.{TEAM}:8080/cgi-bin/ingest"))
         .await;
     s.wait_line("log-sink", "log-sink", &[&tags, " GET / 200"]).await;
     s.wait("nginx-log-demo", "the switch to log-sink acked", |st| {
