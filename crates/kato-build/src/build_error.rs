@@ -39,6 +39,18 @@ pub enum BuildError {
         symlink: String,
         target: String,
     },
+    #[error("{path} line {line}, `{instruction}`: {why}; the build was stopped before anything was pulled")]
+    ForeignImage {
+        path: String,
+        line: usize,
+        instruction: String,
+        why: String,
+    },
+    #[error(
+        "{path}: podman runs Dockerfiles named `*.in` through the C preprocessor, which can build references \
+         Kato cannot check against the platform registry: rename it (source.dockerfile.path)"
+    )]
+    PreprocessedDockerfile { path: String },
     #[error("build step failed: {step}: {}", tail(.last_lines))]
     StepFailed { step: String, last_lines: Vec<String> },
     #[error("pushing `{target}` to the platform registry failed: {}", tail(.last_lines))]
@@ -62,6 +74,8 @@ impl BuildError {
             BuildError::NoDockerfile { .. } => "no_dockerfile",
             BuildError::NoContext { .. } => "no_context",
             BuildError::OutsideRepo { .. } => "outside_repo",
+            BuildError::ForeignImage { .. } => "foreign_image",
+            BuildError::PreprocessedDockerfile { .. } => "preprocessed_dockerfile",
             BuildError::StepFailed { .. } => "build_step_failed",
             BuildError::PushFailed { .. } => "push_failed",
             BuildError::Timeout { .. } => "build_timeout",

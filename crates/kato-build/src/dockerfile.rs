@@ -75,6 +75,9 @@ pub struct Built {
 #[derive(Debug, Clone)]
 pub struct Builder {
     cfg: BuilderConfig,
+    /// With a platform registry shared by every team: the Dockerfile may name images there
+    /// only in the namespace the build pushes to.
+    platform: Option<crate::PlatformScope>,
 }
 
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,7 +86,15 @@ impl Builder {
     pub fn new(cfg: BuilderConfig) -> Self {
         // Probed here, at start, rather than blocking the first build.
         crate::process::host_allows();
-        Self { cfg }
+        Self { cfg, platform: None }
+    }
+
+    /// Keeps builds out of other teams' repositories in the platform registry: a Dockerfile
+    /// that names one (`FROM`, `COPY --from`, `RUN --mount=from=`, an `ADD` URL) fails before
+    /// the builder runs. A build's team is the directory of the platform it pushes to.
+    pub fn confined_to(mut self, platform: crate::PlatformScope) -> Self {
+        self.platform = Some(platform);
+        self
     }
 
     /// Clones, builds and pushes. `cancel` stops whichever tool is running (its whole process
@@ -133,6 +144,7 @@ impl Builder {
                 });
             }
         };
+        self.check_references(req, &dockerfile, log)?;
         let base_image = std::fs::read_to_string(&dockerfile).ok().and_then(|t| final_base(&t));
         let image_id = self
             .podman_build(
@@ -162,6 +174,38 @@ impl Builder {
             base_image,
             base_image_digest,
         })
+    }
+
+    /// Refuses a Dockerfile that names another team's repository in the platform registry.
+    fn check_references(&self, req: &BuildRequest, dockerfile: &Path, log: &BuildLog) -> Result<(), BuildError> {
+        let Some(platform) = &self.platform else {
+            return Ok(());
+        };
+        let path = req.source.path.clone();
+        // What the builder is handed: the name after symlinks.
+        if dockerfile.extension().is_some_and(|e| e == "in") {
+            return Err(BuildError::PreprocessedDockerfile { path });
+        }
+        let text = std::fs::read_to_string(dockerfile)
+            .map_err(|e| BuildError::Tool(format!("cannot read the Dockerfile {path}: {e}")))?;
+        let team = platform.team_of(&req.target).unwrap_or_default();
+        let args = req
+            .source
+            .build_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let checked =
+            crate::dockerfile_refs::check(&text, &args, platform, team).map_err(|r| BuildError::ForeignImage {
+                path,
+                line: r.line,
+                instruction: r.instruction,
+                why: r.why,
+            })?;
+        log.line(format!(
+            "{checked} image reference(s) checked: none reaches another team's repository in the platform registry"
+        ));
+        Ok(())
     }
 
     /// Builds without a tag and answers the image ID. Builds of identical content made side by

@@ -133,6 +133,9 @@ const ATTEMPTS: u32 = 3;
 pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
     let (mut plugins, components) = parse_all(team, documents)?;
     check_against_stored(state, who, team, &mut plugins).await?;
+    for (i, c, _) in &components {
+        crate::policy::check_image(&state.builds, team, &c.image, &format!("documents[{i}].spec.image"))?;
+    }
     let plugins: Vec<PluginSpec> = plugins.into_iter().map(|(_, p)| p).collect();
     let mut attempt = 1;
     loop {
@@ -195,7 +198,8 @@ fn parse_all(team: &TeamName, documents: &[Value]) -> ApiResult<(Vec<PluginDoc>,
 }
 
 /// Each plug-in document against the stored plug-in: the sources it sets or changes must be
-/// ones this token may set (see [`crate::policy`]), and secret defaults it leaves out (a
+/// ones this token may set, and its image the team's own if in the platform registry (see
+/// [`crate::policy`]); secret defaults it leaves out (a
 /// document made from a GET, which never shows them) keep their stored value.
 async fn check_against_stored(
     state: &AppState,
@@ -212,6 +216,7 @@ async fn check_against_stored(
             stored.as_ref().map(|s| &s.source),
             &format!("documents[{i}].spec."),
         )?;
+        crate::policy::check_plugin_image(&state.builds, team, &p.source, &format!("documents[{i}].spec."))?;
         if let Some(stored) = &stored {
             p.keep_secret_defaults_from(stored);
         }

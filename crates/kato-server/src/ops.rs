@@ -410,6 +410,8 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
         state.builds.wake();
         return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
     };
+    // Checked again here: a source stored before the rule, or by an older server.
+    crate::policy::check_image(&state.builds, team, image, "source.image")?;
     let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
     state.commit(tx).await?;
     let key = (team.clone(), plugin.clone(), v.number);

@@ -1,11 +1,30 @@
 //! What a team token may not do that the admin token may: set a plug-in source that reads the
-//! server's own disk, and make an installation privileged. Each check answers 403 naming the
-//! field and what would allow it.
+//! server's own disk, and make an installation privileged; and what no request may do for a
+//! team: name another team's images in the platform registry. Each check answers 403 naming
+//! the field and what would allow it.
 
-use kato_model::{Installation, Source};
+use kato_model::{ImageRef, Installation, Source, TeamName};
 
 use crate::auth::Principal;
+use crate::builds::Builds;
 use crate::error::{ApiError, ApiResult};
+
+/// An image a request or a deploy makes Kato read for `team` (a plug-in's `source.image`, a
+/// component's `image`): in the platform registry, which every team shares, only the team's
+/// own directory. Whoever asks, the admin too: the image is read for the team.
+pub fn check_image(builds: &Builds, team: &TeamName, image: &ImageRef, field: &str) -> ApiResult<()> {
+    builds
+        .check_image(team, image)
+        .map_err(|e| ApiError::forbidden_field(field, e.to_string()))
+}
+
+/// [`check_image`] for a plug-in source; `prefix` places the field as in [`check_source`].
+pub fn check_plugin_image(builds: &Builds, team: &TeamName, source: &Source, prefix: &str) -> ApiResult<()> {
+    match source {
+        Source::Image(image) => check_image(builds, team, image, &format!("{prefix}source.image")),
+        Source::Dockerfile(_) => Ok(()),
+    }
+}
 
 /// A Dockerfile source set or changed by a request (`before` is the stored one, if any): a
 /// local directory or `file://` repo needs the admin token, or a server started with

@@ -118,6 +118,9 @@ pub async fn reconcile(
                 }
                 Err(e) => return Err(e),
             };
+            if let Err(e) = crate::policy::check_image(&state.builds, team, &ctx.spec.image, "image") {
+                return record(state, &d, d.applied_hash.as_deref(), Some(format!("not deployed: {e}"))).await;
+            }
             let target = match state.runtime.kind() {
                 TargetKind::Kubernetes => Target::Kubernetes,
                 _ => Target::Podman,

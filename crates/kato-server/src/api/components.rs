@@ -52,6 +52,7 @@ async fn create_component(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let team: TeamName = team.parse()?;
     who.check_team(&team)?;
+    crate::policy::check_image(&state.builds, &team, &spec.image, "image")?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
     ops::put_component(&mut tx, &team, &spec, true).await?;
@@ -73,6 +74,7 @@ async fn put_component(
             format!("the body names `{}` but the path names `{component}`", spec.name),
         ));
     }
+    crate::policy::check_image(&state.builds, &team, &spec.image, "image")?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
     let created = ops::put_component(&mut tx, &team, &spec, false).await?;

@@ -55,6 +55,7 @@ async fn create_plugin(
     who.check_team(&team)?;
     spec.validate()?;
     crate::policy::check_source(&who, state.builds.settings.allow_local_repos, &spec.source, None, "")?;
+    crate::policy::check_plugin_image(&state.builds, &team, &spec.source, "")?;
     let mut tx = state.begin().await?;
     require_team(&mut tx, &team).await?;
     if tx.get_plugin(&team, &spec.name).await?.is_some() {
@@ -150,6 +151,7 @@ async fn patch_plugin(
         Some(&current.spec.source),
         "",
     )?;
+    crate::policy::check_plugin_image(&state.builds, &team, &spec.source, "")?;
     if spec != current.spec {
         tx.update_plugin(&team, &spec).await?;
     }

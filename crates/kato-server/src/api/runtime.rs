@@ -44,6 +44,12 @@ async fn set(
     if state.runtime.kind() == TargetKind::None {
         return Err(kato_runtime::RuntimeError::NotSupported.into());
     }
+    if desired == Desired::Deployed
+        && let Some(c) = state.store.get_component(&team, &component).await?
+    {
+        // A component stored before the rule may still name another team's image.
+        crate::policy::check_image(&state.builds, &team, &c.spec.image, "image")?;
+    }
     let mut tx = state.begin().await?;
     tx.set_desired(&team, &component, desired).await?;
     state.commit(tx).await?;

@@ -71,6 +71,8 @@ struct Running {
 pub struct Builds {
     pub settings: BuildSettings,
     builder: Builder,
+    /// Each team's part of the platform registry.
+    scope: Option<kato_build::PlatformScope>,
     /// Names this server in the leases it holds.
     owner: String,
     wake: Notify,
@@ -104,7 +106,8 @@ impl Builds {
             .and_then(|r| r.password.clone())
             .into_iter()
             .collect();
-        let builder = Builder::new(kato_build::BuilderConfig {
+        let scope = settings.registry.as_ref().map(PlatformRegistry::scope);
+        let mut builder = Builder::new(kato_build::BuilderConfig {
             work_dir: data_dir.join("builds"),
             containers_conf,
             authfile,
@@ -112,9 +115,13 @@ impl Builds {
             retry: kato_build::RetryPolicy::default(),
             registry: platform,
         });
+        if let Some(scope) = &scope {
+            builder = builder.confined_to(scope.clone());
+        }
         Self {
             settings,
             builder,
+            scope,
             owner: format!(
                 "{}-{}",
                 std::process::id(),
@@ -164,6 +171,18 @@ impl Builds {
     /// How many builds this server runs now.
     pub fn running(&self) -> usize {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Refuses an image in another team's part of the platform registry (see [`PlatformRegistry::scope`]).
+    pub fn check_image(
+        &self,
+        team: &kato_model::TeamName,
+        image: &kato_model::ImageRef,
+    ) -> Result<(), kato_build::Trespass> {
+        match &self.scope {
+            Some(scope) => scope.check(team.as_str(), image.as_str()),
+            None => Ok(()),
+        }
     }
 
     /// `registry[/namespace]/team/plugin:vN`: where a version's image is pushed.

@@ -82,6 +82,11 @@ impl PlatformRegistry {
         }
     }
 
+    /// What keeps each team to its own directory, `prefix()/TEAM/…`, of this registry.
+    pub fn scope(&self) -> kato_build::PlatformScope {
+        kato_build::PlatformScope::new(&self.host, self.namespace.as_deref())
+    }
+
     /// Writes a podman auth file for the credentials (mode 0600), if there are any.
     pub fn write_authfile(&self, data_dir: &Path) -> std::io::Result<Option<PathBuf>> {
         let (Some(u), Some(p)) = (&self.username, &self.password) else {

@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod platform_registry;
 mod privileged;
 mod repos;
 mod secrets;
