@@ -28,6 +28,7 @@ async fn start(dir: &Path, addr: SocketAddr) -> Running {
         target: Some(kato_server::TargetKind::None),
         kubeconfig: None,
         builds: Default::default(),
+        secret_key: Default::default(),
     };
     let (state, token_path) = kato_server::prepare(&config).await.unwrap();
     let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();

@@ -48,6 +48,7 @@ impl Api {
                 registry: Some(platform.host().parse().unwrap()),
                 ..BuildSettings::default()
             },
+            secret_key: Default::default(),
         };
         let (state, token) = kato_server::prepare(&config).await.unwrap();
         tokio::spawn(kato_server::builds::run_worker(

@@ -191,6 +191,7 @@ async fn main() {
         target: Some(TargetKind::Podman),
         kubeconfig: None,
         builds: Default::default(),
+        secret_key: Default::default(),
     };
     let (state, token) = kato_server::prepare(&config).await.unwrap();
     let b = Bench {

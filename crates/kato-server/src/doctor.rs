@@ -116,7 +116,7 @@ fn data_dir(dir: &Path) -> Check {
     let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
     let written = crate::resolve_data_dir(dir).and_then(|dir| {
         let probe = dir.join(".kato-doctor");
-        let written = std::fs::write(&probe, b"ok");
+        let written = crate::files::write_private_bytes(&probe, b"ok");
         let _ = std::fs::remove_file(&probe);
         written.map_err(|source| crate::StartError::DataDir { path: dir, source })
     });

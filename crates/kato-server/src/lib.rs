@@ -9,11 +9,13 @@ pub mod cache;
 pub mod discovery;
 pub mod doctor;
 pub mod error;
+mod files;
 pub mod listener;
 pub mod ops;
 mod pod_address;
 pub mod policy;
 pub mod reconcile;
+pub mod secret_key;
 pub mod state;
 pub mod views;
 
@@ -26,7 +28,9 @@ use kato_runtime::{KubernetesRuntime, NoneRuntime, PodmanConfig, PodmanRuntime, 
 use kato_store::{Backend, Store};
 
 pub use api::router;
+pub(crate) use files::write_private;
 pub use kato_runtime::TargetKind;
+pub use secret_key::SecretKeySource;
 pub use state::AppState;
 
 /// How `kato serve` was asked to run.
@@ -45,6 +49,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// The build queue and the platform registry.
     pub builds: builds::BuildSettings,
+    /// The key secrets are sealed with in the store.
+    pub secret_key: SecretKeySource,
 }
 
 /// The target `kato serve` runs with: the one asked for, else podman when it is installed.
@@ -62,6 +68,8 @@ pub enum StartError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the database: {0}")]
     Store(#[from] kato_store::StoreError),
+    #[error("secret key {origin}: {message}")]
+    SecretKey { origin: String, message: String },
     #[error("cannot read or create the discovery key {path}: {source}")]
     DiscoveryKey { path: PathBuf, source: std::io::Error },
     #[error("cannot write the admin token to {path}: {source}")]
@@ -102,6 +110,8 @@ pub fn resolve_data_dir(dir: &Path) -> Result<PathBuf, StartError> {
     // Also when it existed before, with wider permissions: it holds the admin token and the keys.
     #[cfg(unix)]
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(failed)?;
+    // And so does every file in it, whatever an older version or another umask left.
+    files::make_private(dir).map_err(failed)?;
     dir.canonicalize().map_err(failed)
 }
 
@@ -111,11 +121,16 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         data_dir: resolve_data_dir(&config.data_dir)?,
         ..config.clone()
     };
-    let url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| sqlite_url(&config.data_dir));
-    let store = Store::open(&url).await?;
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            // SQLite gives the WAL and shared-memory files the database file's mode.
+            let path = config.data_dir.join("kato.db");
+            files::touch_private(&path).map_err(|source| StartError::DataDir { path, source })?;
+            sqlite_url(&config.data_dir)
+        }
+    };
+    let store = secret_key::open_store(&url, &config.secret_key, &config.data_dir).await?;
     let token_path = config.data_dir.join("admin.token");
     ensure_admin_token(&store, &token_path).await?;
     let interrupted = builds::fail_interrupted_builds(&store).await?;
@@ -148,7 +163,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         Some(c) => Some(PathBuf::from(c)),
         None => {
             let path = config.data_dir.join("containers.conf");
-            std::fs::write(&path, kato_runtime::CONTAINERS_CONF).map_err(|source| StartError::DataDir {
+            files::write_private_bytes(&path, kato_runtime::CONTAINERS_CONF.as_bytes()).map_err(|source| StartError::DataDir {
                 path: path.clone(),
                 source,
             })?;
@@ -238,19 +253,6 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError
         tx.commit().await?;
     }
     Ok(())
-}
-
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut f = options.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")
 }
 
 /// Runs the server until `shutdown` resolves.

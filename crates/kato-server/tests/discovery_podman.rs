@@ -84,6 +84,7 @@ impl Live {
             target: Some(TargetKind::Podman),
             kubeconfig: None,
             builds: Default::default(),
+            secret_key: Default::default(),
         };
         let (state, token_path) = kato_server::prepare(&config).await.unwrap();
         let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();

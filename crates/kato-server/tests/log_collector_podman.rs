@@ -151,6 +151,7 @@ impl Live {
             target: Some(TargetKind::Podman),
             kubeconfig: None,
             builds: Default::default(),
+            secret_key: Default::default(),
         };
         config.builds.registry = Some(format!("{}/platform", registry.host()).parse().unwrap());
         let (state, token_path) = kato_server::prepare(&config).await.unwrap();

@@ -36,7 +36,9 @@ fn spec() -> PluginSpec {
 }
 
 async fn seeded(url: &str) -> (Store, TeamName, PluginName) {
-    let store = Store::open(url).await.unwrap();
+    // A fixed key: a database an earlier run seeded opens again.
+    let key = kato_store::SecretKey::from_bytes([7; 32]);
+    let store = Store::open(url, kato_store::Keyring::new(key)).await.unwrap();
     let team: TeamName = "bench".parse().unwrap();
     let mut tx = store.begin().await.unwrap();
     if !tx.team_exists(&team).await.unwrap() {

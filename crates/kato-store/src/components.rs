@@ -131,7 +131,8 @@ impl Tx {
             )));
         }
         // Installations and the component's own dependency rows go with it (ON DELETE CASCADE).
-        for record in crate::installations::list_installations(self.conn(), team, c).await? {
+        let keys = self.keys.clone();
+        for record in crate::installations::list_installations(self.conn(), &keys, team, c).await? {
             self.touch(team, c, &record.installation.plugin);
         }
         let done = sqlx::query("DELETE FROM components WHERE team = $1 AND name = $2")

@@ -1,11 +1,13 @@
 //! A team's credentials for private registries and git hosts: listed without their password,
-//! read with it only by builds.
+//! read with it only by builds. The password, SSH key and known_hosts are sealed at rest.
 
 use kato_model::TeamName;
 use sqlx::any::AnyExecutor;
 
 use crate::codec::now;
-use crate::store::reads;
+use crate::keys::Keyring;
+use crate::sealing::{open_text_or_empty, place, seal_text};
+use crate::store::{reads, sealed_reads};
 use crate::{StoreError, Timestamp, Tx};
 
 /// A credential as the API shows it.
@@ -79,6 +81,9 @@ impl std::fmt::Debug for Secret {
 reads! {
     /// The team's credentials, by host, without passwords.
     fn list_credentials(team: &TeamName) -> Vec<CredentialRecord>;
+}
+
+sealed_reads! {
     /// The team's credentials with their passwords: for builds only.
     fn credential_secrets(team: &TeamName) -> Vec<Secret>;
 }
@@ -100,25 +105,41 @@ async fn list_credentials<'e>(e: impl AnyExecutor<'e>, team: &TeamName) -> Resul
         .collect())
 }
 
-async fn credential_secrets<'e>(e: impl AnyExecutor<'e>, team: &TeamName) -> Result<Vec<Secret>, StoreError> {
+async fn credential_secrets<'e>(
+    e: impl AnyExecutor<'e>,
+    keys: &Keyring,
+    team: &TeamName,
+) -> Result<Vec<Secret>, StoreError> {
     let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT host, username, password, ssh_key, known_hosts FROM credentials WHERE team = $1 ORDER BY host",
     )
     .bind(team.as_str())
     .fetch_all(e)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(host, username, password, private_key, known_hosts)| Secret {
-            host,
-            username,
-            password,
-            ssh: (!private_key.is_empty()).then_some(SshIdentity {
-                private_key,
-                known_hosts,
-            }),
+    rows.into_iter()
+        .map(|(host, username, password, private_key, known_hosts)| {
+            let open = |column, sealed: &str| open_text_or_empty(keys, &sealed_at(team, &host, column), sealed);
+            let private_key = open("ssh_key", &private_key)?;
+            let ssh = if private_key.is_empty() {
+                None
+            } else {
+                Some(SshIdentity {
+                    private_key,
+                    known_hosts: open("known_hosts", &known_hosts)?,
+                })
+            };
+            Ok(Secret {
+                password: open("password", &password)?,
+                host,
+                username,
+                ssh,
+            })
         })
-        .collect())
+        .collect()
+}
+
+fn sealed_at(team: &TeamName, host: &str, column: &str) -> String {
+    place("credentials", &[team.as_str(), host], column)
 }
 
 impl Tx {
@@ -140,23 +161,27 @@ impl Tx {
 
     /// Sets the team's credential for `host`, replacing one it had.
     pub async fn set_credential(&mut self, team: &TeamName, host: &str, c: &NewCredential) -> Result<(), StoreError> {
+        let key = self.sealing_key().await?;
         let (ssh_key, known_hosts) = c
             .ssh
             .as_ref()
             .map_or(("", ""), |s| (s.private_key.as_str(), s.known_hosts.as_str()));
+        let seal = |column, text| seal_text(&key, &sealed_at(team, host, column), text);
         sqlx::query(
-            "INSERT INTO credentials (team, host, username, password, ssh_key, known_hosts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO credentials (team, host, username, password, ssh_key, known_hosts, created_at, sealed_with) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (team, host) DO UPDATE SET username = excluded.username, password = excluded.password, \
-             ssh_key = excluded.ssh_key, known_hosts = excluded.known_hosts, created_at = excluded.created_at",
+             ssh_key = excluded.ssh_key, known_hosts = excluded.known_hosts, created_at = excluded.created_at, \
+             sealed_with = excluded.sealed_with",
         )
         .bind(team.as_str())
         .bind(host)
         .bind(&c.username)
-        .bind(&c.password)
-        .bind(ssh_key)
-        .bind(known_hosts)
+        .bind(seal("password", &c.password))
+        .bind(seal("ssh_key", ssh_key))
+        .bind(seal("known_hosts", known_hosts))
         .bind(now())
+        .bind(key.id())
         .execute(self.conn())
         .await?;
         Ok(())

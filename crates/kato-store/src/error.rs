@@ -34,6 +34,9 @@ pub enum StoreError {
     /// range): written by another program or an incompatible version of Kato.
     #[error("corrupt row in the database ({what}): {reason}")]
     Corrupt { what: String, reason: String },
+    /// The secret key is missing, malformed, or not the one a sealed value needs.
+    #[error("{0}")]
+    SecretKey(String),
 }
 
 impl From<sqlx::Error> for StoreError {

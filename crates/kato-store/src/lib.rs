@@ -6,6 +6,10 @@
 //! the same SQL (`$N` placeholders, `ON CONFLICT`, `RETURNING` mean the same on both), so each
 //! query is written once. Writes happen in a [`Tx`]; reads are also on [`Store`] directly, as one
 //! query on a read connection that never waits for a writer.
+//!
+//! Secrets (credentials, installations' values, secret defaults) are sealed at rest with a key
+//! the caller gives (see `sealing`): what the store hands back is always in clear, and what it
+//! writes never is.
 #![forbid(unsafe_code)]
 
 mod builds;
@@ -16,8 +20,11 @@ mod deployments;
 mod discovery;
 mod error;
 mod installations;
+mod keys;
+mod legacy;
 mod plugins;
 mod readers;
+mod sealing;
 mod store;
 mod teams;
 mod versions;
@@ -28,6 +35,7 @@ pub use codec::now;
 pub use credentials::{CredentialRecord, NewCredential, Secret, SshIdentity};
 pub use discovery::{AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey};
 pub use error::StoreError;
+pub use keys::{Keyring, SecretKey};
 pub use store::{Store, Tx};
 pub use versions::VersionKey;
 

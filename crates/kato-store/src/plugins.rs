@@ -1,11 +1,13 @@
-//! Plug-in drafts.
+//! Plug-in drafts. The defaults of their secret items are sealed at rest.
 
 use kato_model::{PluginName, PluginSpec, TeamName};
 use sqlx::any::AnyExecutor;
 
-use crate::codec::{from_json, now, to_json};
+use crate::codec::now;
 use crate::installations::installations_of_plugin;
-use crate::store::reads;
+use crate::keys::{Keyring, SecretKey};
+use crate::sealing::{Part, open_doc, place, seal_doc};
+use crate::store::sealed_reads;
 use crate::teams::{no_team, team_exists};
 use crate::{PluginRecord, StoreError, Tx};
 
@@ -13,18 +15,35 @@ pub(crate) fn no_plugin(team: &TeamName, plugin: &PluginName) -> StoreError {
     StoreError::NotFound(format!("plug-in `{plugin}` does not exist in team `{team}`"))
 }
 
-reads! {
+sealed_reads! {
     fn get_plugin(team: &TeamName, plugin: &PluginName) -> Option<PluginRecord>;
     /// The team's plug-ins by name.
     fn list_plugins(team: &TeamName) -> Vec<PluginRecord>;
 }
 
-type PluginRow = (String, String, String);
+/// name, spec, sealed defaults, created_at, updated_at.
+type PluginRow = (String, String, String, String, String);
 
-fn plugin(team: &TeamName, row: PluginRow) -> Result<PluginRecord, StoreError> {
-    let (spec, created_at, updated_at) = row;
+fn sealed_at(team: &TeamName, plugin: &str) -> String {
+    place("plugins", &[team.as_str(), plugin], "sealed_defaults")
+}
+
+/// The spec as stored, and its sealed secret defaults.
+fn seal_spec(key: &SecretKey, team: &TeamName, spec: &PluginSpec) -> Result<(String, String), StoreError> {
+    seal_doc(key, &sealed_at(team, spec.name.as_str()), Part::SecretDefaults, spec)
+}
+
+fn plugin(keys: &Keyring, team: &TeamName, row: PluginRow) -> Result<PluginRecord, StoreError> {
+    let (name, spec, sealed, created_at, updated_at) = row;
     Ok(PluginRecord {
-        spec: from_json(|| format!("plug-in draft in team `{team}`"), &spec)?,
+        spec: open_doc(
+            keys,
+            &sealed_at(team, &name),
+            Part::SecretDefaults,
+            || format!("plug-in draft `{name}` in team `{team}`"),
+            &spec,
+            &sealed,
+        )?,
         created_at,
         updated_at,
     })
@@ -32,42 +51,53 @@ fn plugin(team: &TeamName, row: PluginRow) -> Result<PluginRecord, StoreError> {
 
 async fn get_plugin<'e>(
     e: impl AnyExecutor<'e>,
+    keys: &Keyring,
     team: &TeamName,
     name: &PluginName,
 ) -> Result<Option<PluginRecord>, StoreError> {
-    let row: Option<PluginRow> =
-        sqlx::query_as("SELECT spec, created_at, updated_at FROM plugins WHERE team = $1 AND name = $2")
-            .bind(team.as_str())
-            .bind(name.as_str())
-            .fetch_optional(e)
-            .await?;
-    row.map(|r| plugin(team, r)).transpose()
+    let row: Option<PluginRow> = sqlx::query_as(
+        "SELECT name, spec, sealed_defaults, created_at, updated_at FROM plugins WHERE team = $1 AND name = $2",
+    )
+    .bind(team.as_str())
+    .bind(name.as_str())
+    .fetch_optional(e)
+    .await?;
+    row.map(|r| plugin(keys, team, r)).transpose()
 }
 
-async fn list_plugins<'e>(e: impl AnyExecutor<'e>, team: &TeamName) -> Result<Vec<PluginRecord>, StoreError> {
-    let rows: Vec<PluginRow> =
-        sqlx::query_as("SELECT spec, created_at, updated_at FROM plugins WHERE team = $1 ORDER BY name")
-            .bind(team.as_str())
-            .fetch_all(e)
-            .await?;
-    rows.into_iter().map(|r| plugin(team, r)).collect()
+async fn list_plugins<'e>(
+    e: impl AnyExecutor<'e>,
+    keys: &Keyring,
+    team: &TeamName,
+) -> Result<Vec<PluginRecord>, StoreError> {
+    let rows: Vec<PluginRow> = sqlx::query_as(
+        "SELECT name, spec, sealed_defaults, created_at, updated_at FROM plugins WHERE team = $1 ORDER BY name",
+    )
+    .bind(team.as_str())
+    .fetch_all(e)
+    .await?;
+    rows.into_iter().map(|r| plugin(keys, team, r)).collect()
 }
 
 impl Tx {
     /// Adds a plug-in draft; `Conflict` if the team has one of that name, `NotFound` if the
     /// team does not exist.
     pub async fn insert_plugin(&mut self, team: &TeamName, spec: &PluginSpec) -> Result<(), StoreError> {
+        let key = self.sealing_key().await?;
         if !team_exists(self.conn(), team).await? {
             return Err(no_team(team));
         }
         let at = now();
+        let (doc, sealed) = seal_spec(&key, team, spec)?;
         let done = sqlx::query(
-            "INSERT INTO plugins (team, name, spec, last_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (team, name) DO NOTHING",
+            "INSERT INTO plugins (team, name, spec, sealed_defaults, sealed_with, last_version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $6) ON CONFLICT (team, name) DO NOTHING",
         )
         .bind(team.as_str())
         .bind(spec.name.as_str())
-        .bind(to_json("a plug-in", spec)?)
+        .bind(doc)
+        .bind(sealed)
+        .bind(key.id())
         .bind(&at)
         .execute(self.conn())
         .await?;
@@ -83,20 +113,28 @@ impl Tx {
     /// Replaces the draft of `spec.name`; false if there is no such plug-in. Versions already
     /// cut keep their own copy.
     pub async fn update_plugin(&mut self, team: &TeamName, spec: &PluginSpec) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE plugins SET spec = $1, updated_at = $2 WHERE team = $3 AND name = $4")
-            .bind(to_json("a plug-in", spec)?)
-            .bind(now())
-            .bind(team.as_str())
-            .bind(spec.name.as_str())
-            .execute(self.conn())
-            .await?;
+        let key = self.sealing_key().await?;
+        let (doc, sealed) = seal_spec(&key, team, spec)?;
+        let done = sqlx::query(
+            "UPDATE plugins SET spec = $1, sealed_defaults = $2, sealed_with = $3, updated_at = $4 \
+             WHERE team = $5 AND name = $6",
+        )
+        .bind(doc)
+        .bind(sealed)
+        .bind(key.id())
+        .bind(now())
+        .bind(team.as_str())
+        .bind(spec.name.as_str())
+        .execute(self.conn())
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a plug-in and all its versions; false if there is no such plug-in. `InUse`
     /// while it is installed anywhere: the caller uninstalls it first.
     pub async fn delete_plugin(&mut self, team: &TeamName, plugin: &PluginName) -> Result<bool, StoreError> {
-        let users = installations_of_plugin(self.conn(), team, plugin).await?;
+        let keys = self.keys.clone();
+        let users = installations_of_plugin(self.conn(), &keys, team, plugin).await?;
         if !users.is_empty() {
             let names: Vec<_> = users.iter().map(|(c, _)| format!("`{c}`")).collect();
             return Err(StoreError::InUse(format!(

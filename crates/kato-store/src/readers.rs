@@ -99,8 +99,12 @@ async fn connect(url: &str) -> Result<AnyConnection, StoreError> {
 /// The per-connection settings every SQLite connection of the store gets.
 pub(crate) async fn set_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     // NORMAL is durable under WAL except for the last commits before a power cut;
-    // busy_timeout (ms) is how long to wait for a lock held by another process.
-    conn.execute("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
-        .await?;
+    // busy_timeout (ms) is how long to wait for a lock held by another process; secure_delete
+    // zeroes what a row held before an update, so a value sealed now (or sealed with a rotated
+    // key) does not stay readable in a free page.
+    conn.execute(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON;",
+    )
+    .await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Opening the database (pool, pragmas, migrations) and the write transaction.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -13,6 +13,7 @@ use kato_model::{ComponentName, PluginName, TeamName};
 use crate::Backend;
 use crate::discovery::InstallationKey;
 use crate::error::StoreError;
+use crate::keys::{Keyring, SecretKey};
 use crate::readers::{Readers, set_pragmas};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -45,6 +46,8 @@ struct Inner {
     /// waiting here costs no pool connection, and no transaction ever has to upgrade a read
     /// lock to a write lock (which SQLite answers with SQLITE_BUSY, not with waiting).
     writer: Arc<Mutex<()>>,
+    /// The keys sealed values open with; a rotation adds one.
+    keys: RwLock<Arc<Keyring>>,
 }
 
 /// A write transaction. Commit with [`Tx::commit`]; dropping it rolls everything back.
@@ -58,6 +61,9 @@ pub struct Tx {
     conn: Transaction<'static, Any>,
     backend: Backend,
     touched: Vec<InstallationKey>,
+    pub(crate) keys: Arc<Keyring>,
+    /// The key the database records, once this transaction sealed something.
+    pub(crate) sealing: Option<SecretKey>,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
@@ -66,7 +72,11 @@ impl Store {
     ///
     /// `url` is `sqlite:///absolute/path/kato.db`, `sqlite://relative/path.db` or
     /// `postgres://user:password@host:port/database`.
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
+    ///
+    /// Secrets are sealed with the key the database records; a database without one records
+    /// the first of `keys`. `StoreError::SecretKey` if `keys` lacks the recorded one. Values an
+    /// older version of Kato stored in clear are sealed now.
+    pub async fn open(url: &str, keys: Keyring) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = parse_url(url)?;
         let pool = match backend {
@@ -82,15 +92,18 @@ impl Store {
             Backend::Sqlite => Some(Readers::open(&url, SQLITE_READERS).await?),
             Backend::Postgres => None,
         };
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 pool,
                 readers,
                 backend,
                 postgres_url: (backend == Backend::Postgres).then(|| url.clone()),
                 writer: Arc::new(Mutex::new(())),
+                keys: RwLock::new(Arc::new(keys)),
             }),
-        })
+        };
+        crate::sealing::prepare(&store).await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
@@ -113,6 +126,8 @@ impl Store {
             conn,
             backend: inner.backend,
             touched: Vec::new(),
+            keys: self.keyring(),
+            sealing: None,
             _writer: writer,
         })
     }
@@ -135,6 +150,15 @@ impl Store {
 
     pub(crate) fn readers(&self) -> Option<&Readers> {
         self.inner.readers.as_ref()
+    }
+
+    pub(crate) fn keyring(&self) -> Arc<Keyring> {
+        self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn add_key(&self, key: SecretKey) {
+        let mut keys = self.inner.keys.write().unwrap_or_else(|e| e.into_inner());
+        *keys = Arc::new((**keys).clone().with(key));
     }
 }
 
@@ -261,6 +285,39 @@ macro_rules! reads {
     };
 }
 pub(crate) use reads;
+
+/// [`reads!`] for reads that open sealed values: the free function takes the keyring after
+/// its executor.
+macro_rules! sealed_reads {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+        impl $crate::Store {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret, $crate::StoreError> {
+                    let keys = self.keyring();
+                    match self.readers() {
+                        Some(readers) => {
+                            let mut reader = readers.get().await?;
+                            let result = $name(reader.conn(), &keys, $($arg),*).await;
+                            reader.done(result)
+                        }
+                        None => $name(self.pool(), &keys, $($arg),*).await,
+                    }
+                }
+            )*
+        }
+        impl $crate::Tx {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&mut self, $($arg: $ty),*) -> Result<$ret, $crate::StoreError> {
+                    let keys = self.keys.clone();
+                    $name(self.conn(), &keys, $($arg),*).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use sealed_reads;
 
 #[cfg(test)]
 mod tests {

@@ -1,23 +1,28 @@
 //! Plug-in versions: numbered snapshots of a draft with their build result, immutable once
-//! their status is final.
+//! their status is final. The defaults of their secret items are sealed at rest.
 
 use kato_model::{PluginName, PluginSpec, TeamName, Version, VersionStatus};
 use sqlx::any::AnyExecutor;
 
-use crate::codec::{from_json, name, now, number, status, to_json};
+use crate::codec::{from_json, name, now, number, status};
+use crate::keys::Keyring;
 use crate::plugins::no_plugin;
-use crate::store::reads;
+use crate::sealing::{Part, open_doc, place, seal_doc};
+use crate::store::{reads, sealed_reads};
 use crate::{Backend, StoreError, Tx, VersionRecord};
 
 /// A version, by its keys.
 pub type VersionKey = (TeamName, PluginName, u32);
 
-reads! {
+sealed_reads! {
     fn get_version(team: &TeamName, plugin: &PluginName, number: u32) -> Option<VersionRecord>;
     /// The plug-in's versions, oldest first.
     fn list_versions(team: &TeamName, plugin: &PluginName) -> Vec<VersionRecord>;
     /// The newest version whose build succeeded: what a new installation gets by default.
     fn latest_succeeded_version(team: &TeamName, plugin: &PluginName) -> Option<Version>;
+}
+
+reads! {
     /// Every version still `queued` or `building`, in every team, oldest first.
     fn unfinished_versions() -> Vec<VersionKey>;
     /// The number the plug-in's next version gets unless another is cut first: one more than
@@ -28,11 +33,12 @@ reads! {
 /// The columns a [`VersionRow`] is read from; a macro so that queries stay `&'static str`.
 macro_rules! columns {
     () => {
-        "number, status, spec, image, error, created_at, finished_at, provenance"
+        "number, status, spec, sealed_defaults, image, error, created_at, finished_at, provenance"
     };
 }
 type VersionRow = (
     i64,
+    String,
     String,
     String,
     Option<String>,
@@ -42,8 +48,16 @@ type VersionRow = (
     Option<String>,
 );
 
-fn version(plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreError> {
-    let (n, st, spec, image, error, created_at, finished_at, provenance) = row;
+fn sealed_at(team: &TeamName, plugin: &PluginName, n: impl std::fmt::Display) -> String {
+    place(
+        "versions",
+        &[team.as_str(), plugin.as_str(), &n.to_string()],
+        "sealed_defaults",
+    )
+}
+
+fn version(keys: &Keyring, team: &TeamName, plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreError> {
+    let (n, st, spec, sealed, image, error, created_at, finished_at, provenance) = row;
     let provenance = provenance
         .map(|p| from_json(|| format!("the provenance of version {n} of plug-in `{plugin}`"), &p))
         .transpose()?;
@@ -51,7 +65,14 @@ fn version(plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreE
         version: Version {
             number: number(n)?,
             status: status(&st)?,
-            spec: from_json(|| format!("version {n} of plug-in `{plugin}`"), &spec)?,
+            spec: open_doc(
+                keys,
+                &sealed_at(team, plugin, n),
+                Part::SecretDefaults,
+                || format!("version {n} of plug-in `{plugin}`"),
+                &spec,
+                &sealed,
+            )?,
             image,
             error,
         },
@@ -63,6 +84,7 @@ fn version(plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreE
 
 async fn get_version<'e>(
     e: impl AnyExecutor<'e>,
+    keys: &Keyring,
     team: &TeamName,
     plugin: &PluginName,
     n: u32,
@@ -77,11 +99,12 @@ async fn get_version<'e>(
     .bind(i64::from(n))
     .fetch_optional(e)
     .await?;
-    row.map(|r| version(plugin, r)).transpose()
+    row.map(|r| version(keys, team, plugin, r)).transpose()
 }
 
 async fn list_versions<'e>(
     e: impl AnyExecutor<'e>,
+    keys: &Keyring,
     team: &TeamName,
     plugin: &PluginName,
 ) -> Result<Vec<VersionRecord>, StoreError> {
@@ -94,11 +117,12 @@ async fn list_versions<'e>(
     .bind(plugin.as_str())
     .fetch_all(e)
     .await?;
-    rows.into_iter().map(|r| version(plugin, r)).collect()
+    rows.into_iter().map(|r| version(keys, team, plugin, r)).collect()
 }
 
 async fn latest_succeeded_version<'e>(
     e: impl AnyExecutor<'e>,
+    keys: &Keyring,
     team: &TeamName,
     plugin: &PluginName,
 ) -> Result<Option<Version>, StoreError> {
@@ -112,7 +136,10 @@ async fn latest_succeeded_version<'e>(
     .bind(plugin.as_str())
     .fetch_optional(e)
     .await?;
-    Ok(row.map(|r| version(plugin, r)).transpose()?.map(|r| r.version))
+    Ok(row
+        .map(|r| version(keys, team, plugin, r))
+        .transpose()?
+        .map(|r| r.version))
 }
 
 async fn unfinished_versions<'e>(e: impl AnyExecutor<'e>) -> Result<Vec<VersionKey>, StoreError> {
@@ -157,6 +184,7 @@ impl Tx {
         spec: &PluginSpec,
         st: VersionStatus,
     ) -> Result<Version, StoreError> {
+        let key = self.sealing_key().await?;
         let next: Option<(i64,)> = sqlx::query_as(
             "UPDATE plugins SET last_version = last_version + 1 WHERE team = $1 AND name = $2 \
              RETURNING last_version",
@@ -169,15 +197,18 @@ impl Tx {
             return Err(no_plugin(team, plugin));
         };
         let at = now();
+        let (doc, sealed) = seal_doc(&key, &sealed_at(team, plugin, n), Part::SecretDefaults, spec)?;
         sqlx::query(
-            "INSERT INTO versions (team, plugin, number, status, spec, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO versions (team, plugin, number, status, spec, sealed_defaults, sealed_with, created_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(team.as_str())
         .bind(plugin.as_str())
         .bind(n)
         .bind(st.as_str())
-        .bind(to_json("a version", spec)?)
+        .bind(doc)
+        .bind(sealed)
+        .bind(key.id())
         .bind(&at)
         .bind(st.is_final().then_some(&at))
         .execute(self.conn())
@@ -298,7 +329,8 @@ impl Tx {
 
     /// Why an update guarded by "still unfinished" changed nothing.
     async fn why_unchanged(&mut self, team: &TeamName, plugin: &PluginName, n: u32) -> StoreError {
-        match get_version(self.conn(), team, plugin, n).await {
+        let keys = self.keys.clone();
+        match get_version(self.conn(), &keys, team, plugin, n).await {
             Ok(Some(v)) => immutable(plugin, n, v.version.status.as_str()),
             Ok(None) => StoreError::NotFound(format!("plug-in `{plugin}` of team `{team}` has no version {n}")),
             Err(e) => e,

@@ -336,7 +336,10 @@ async fn start_server(dir: &std::path::Path) -> (ServerProcess, SocketAddr, u32)
 /// The installation's discovery token, derived as the server renders it.
 async fn discovery_token(dir: &std::path::Path) -> String {
     let key = kato_server::discovery::TokenKey::load_or_create(&dir.join("discovery.key")).unwrap();
-    let store = kato_store::Store::open(&kato_server::sqlite_url(dir)).await.unwrap();
+    let (keys, _) = kato_server::secret_key::keyring(&Default::default(), dir).unwrap();
+    let store = kato_store::Store::open(&kato_server::sqlite_url(dir), keys)
+        .await
+        .unwrap();
     let k = kato_store::InstallationKey {
         team: "bench".parse().unwrap(),
         component: "web".parse().unwrap(),

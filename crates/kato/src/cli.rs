@@ -93,6 +93,30 @@ pub enum Command {
     Status(ComponentArg),
     /// A container's logs: the app's by default, a plug-in's with `-c plugin-NAME`.
     Logs(Logs),
+    /// Seal every secret in the store with a new key, in one transaction, and replace the key
+    /// file. Run it while no server uses the database, then give every server the new key.
+    RotateKey(RotateKey),
+}
+
+/// The key secrets are sealed with in the store.
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// A file holding the key (base64 of 32 bytes; created if missing). Every server on one
+    /// database needs the same key. Without it, `secrets.key` in the data dir.
+    #[arg(long, env = "KATO_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// The key itself, in base64 (prefer the environment variable).
+    #[arg(long, env = "KATO_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file")]
+    pub secret_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateKey {
+    /// PostgreSQL URL (postgres://…); SQLite in the data dir when absent.
+    #[arg(long, env = "KATO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +211,8 @@ pub struct Serve {
     /// token always may). Off by default: such a repo reads the server's own disk.
     #[arg(long, env = "KATO_ALLOW_LOCAL_REPOS")]
     pub allow_local_repos: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// `90`, `90s`, `15m`, `1h`.

@@ -297,9 +297,14 @@ async fn two_servers_on_one_postgresql_share_the_queue_and_reap_a_dead_ones_buil
     let Some(db) = postgres_schema() else { return };
     let registry = TestRegistry::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Servers on one database share the key its secrets are sealed with; the first to start
+    // creates the file.
+    let key_file = dir_a.path().join("shared-secrets.key").display().to_string();
     let flags = [
         "--database-url",
         db.as_str(),
+        "--secret-key-file",
+        key_file.as_str(),
         "--build-concurrency",
         "1",
         "--build-lease",

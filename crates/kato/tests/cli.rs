@@ -27,6 +27,7 @@ async fn start_on(target: kato_server::TargetKind) -> Env {
         target: Some(target),
         kubeconfig: None,
         builds: Default::default(),
+        secret_key: Default::default(),
     };
     let (state, _) = kato_server::prepare(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -56,9 +56,9 @@ pub async fn start(data_dir: &Path, addr: SocketAddr) -> Result<Option<LocalRegi
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
         serde_json::Value::from(dir.join("storage").display().to_string())
     );
-    std::fs::write(&config_path, config).map_err(io)?;
+    crate::files::write_private_bytes(&config_path, config.as_bytes()).map_err(io)?;
     let log_path = dir.join("registry.log");
-    let log = std::fs::File::create(&log_path).map_err(io)?;
+    let log = crate::files::create_private(&log_path).map_err(io)?;
     let mut cmd = match find(SETPRIV) {
         Some(setpriv) => {
             let mut c = tokio::process::Command::new(setpriv);
@@ -77,7 +77,7 @@ pub async fn start(data_dir: &Path, addr: SocketAddr) -> Result<Option<LocalRegi
         .spawn()
         .map_err(io)?;
     if let Some(pid) = child.id() {
-        std::fs::write(&pid_path, pid.to_string()).map_err(io)?;
+        crate::files::write_private_bytes(&pid_path, pid.to_string().as_bytes()).map_err(io)?;
     }
     let deadline = Instant::now() + START_DEADLINE;
     while tokio::net::TcpStream::connect(addr).await.is_err() {

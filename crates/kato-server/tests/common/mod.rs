@@ -32,6 +32,7 @@ pub fn config(dir: &std::path::Path) -> Config {
         target: Some(kato_runtime::TargetKind::None),
         kubeconfig: None,
         builds: Default::default(),
+        secret_key: Default::default(),
     }
 }
 

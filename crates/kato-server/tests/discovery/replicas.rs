@@ -37,6 +37,8 @@ async fn a_change_on_one_replica_wakes_waiters_on_another() {
     // Replicas share the discovery key, as they would share a mounted Secret.
     let b_dir = tempfile::tempdir().unwrap();
     std::fs::copy(a.dir.path().join("discovery.key"), b_dir.path().join("discovery.key")).unwrap();
+    // And the key the store's secrets are sealed with.
+    std::fs::copy(a.dir.path().join("secrets.key"), b_dir.path().join("secrets.key")).unwrap();
     let b = common::Server::start_with(b_dir, Some(url)).await;
     seed(&a).await;
 

@@ -12,6 +12,7 @@ mod deployments;
 mod discovery;
 mod installs;
 mod rows;
+mod sealing;
 mod transactions;
 
 use builds::*;
@@ -20,6 +21,7 @@ use discovery::*;
 use installs::*;
 use kato_model::VersionStatus;
 use rows::*;
+use sealing::*;
 use support::*;
 use transactions::*;
 
@@ -53,6 +55,11 @@ conformance! {
     acks_are_kept_per_pod_and_go_with_the_installation,
     transactions_record_touched_installations,
     committed_changes_are_announced_to_listeners,
+    secrets_are_sealed_at_rest_and_read_in_clear,
+    rows_an_older_version_left_in_clear_are_sealed_at_open,
+    rotation_reseals_every_secret_with_the_new_key,
+    a_rotation_that_fails_midway_leaves_every_secret_under_the_old_key,
+    a_server_without_the_databases_key_neither_opens_nor_seals,
 }
 
 async fn teams_are_unique_and_listed(db: Db) {

@@ -32,7 +32,7 @@ pub async fn corrupt_rows_are_reported(db: Db) {
     assert!(store.get_plugin(&t, &plugin_name("p")).await.unwrap().is_some());
     let e = store.get_plugin(&t, &plugin_name("q")).await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
-    assert!(e.to_string().contains("plug-in draft in team `t`"), "{e}");
+    assert!(e.to_string().contains("plug-in draft `q` in team `t`"), "{e}");
     assert!(matches!(store.list_plugins(&t).await, Err(StoreError::Corrupt { .. })));
     let e = store.list_teams().await.unwrap_err();
     assert!(e.to_string().contains("invalid team name `Not_A_Name`"), "{e}");

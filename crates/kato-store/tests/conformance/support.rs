@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kato_model::{ComponentName, ComponentSpec, Installation, PluginName, PluginSpec, TeamName};
-use kato_store::{DiscoveryCredential, Store};
+use kato_store::{DiscoveryCredential, Keyring, SecretKey, Store};
 use serde_json::json;
 use sqlx::{Connection, Executor};
 
@@ -15,18 +15,22 @@ pub enum Kind {
     Postgres,
 }
 
-/// What a test gets: the opened store, and the URL to open it again.
+/// What a test gets: the opened store, and the URL and key to open it again.
 pub struct Db {
     pub store: Store,
     pub url: String,
     pub kind: Kind,
+    /// The secret key the store was opened with: a new random one per test.
+    pub key: SecretKey,
 }
 
 impl Db {
     /// Closes the store and opens the same database again, as a restarted server would.
     pub async fn reopen(self) -> Db {
         self.store.close().await;
-        let store = Store::open(&self.url).await.expect("reopen the store");
+        let store = Store::open(&self.url, Keyring::new(self.key.clone()))
+            .await
+            .expect("reopen the store");
         Db { store, ..self }
     }
 }
@@ -53,9 +57,12 @@ where
     let Some((place, url)) = create(kind).await else {
         return;
     };
-    let store = Store::open(&url).await.expect("open a fresh store");
+    let key = SecretKey::generate();
+    let store = Store::open(&url, Keyring::new(key.clone()))
+        .await
+        .expect("open a fresh store");
     // The test runs as its own task so that a failing assertion still lets us clean up.
-    let outcome = tokio::spawn(test(Db { store, url, kind })).await;
+    let outcome = tokio::spawn(test(Db { store, url, kind, key })).await;
     if let Place::Postgres { admin_url, schema } = &place {
         let mut admin = sqlx::PgConnection::connect(admin_url)
             .await

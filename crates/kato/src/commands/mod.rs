@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{Apply, Cli, Command, CredentialCmd, Global, Serve, TeamCmd, TokenCmd};
+use crate::cli::{Apply, Cli, Command, CredentialCmd, Global, KeyArgs, RotateKey, Serve, TeamCmd, TokenCmd};
 use crate::client::Client;
 use crate::output::{Column, field, print};
 
@@ -37,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Stop(c) => runtime::stop(g, c).await,
         Command::Status(c) => runtime::status(g, c).await,
         Command::Logs(l) => runtime::logs(g, l).await,
+        Command::RotateKey(r) => rotate_key(g, r).await,
     }
 }
 
@@ -82,6 +83,35 @@ async fn doctor(g: &Global, s: Serve) -> Result<()> {
     Ok(())
 }
 
+fn key_source(k: &KeyArgs) -> kato_server::SecretKeySource {
+    match (&k.secret_key, &k.secret_key_file) {
+        (Some(key), _) => kato_server::SecretKeySource::Value(key.clone()),
+        (None, Some(file)) => kato_server::SecretKeySource::File(file.clone()),
+        (None, None) => kato_server::SecretKeySource::DataDir,
+    }
+}
+
+/// `kato rotate-key`: works on the database and the key file directly, not through a server.
+async fn rotate_key(g: &Global, r: RotateKey) -> Result<()> {
+    let data_dir = kato_server::resolve_data_dir(&g.data_dir)?;
+    let url = match &r.database_url {
+        Some(url) => url.clone(),
+        None => kato_server::sqlite_url(&data_dir),
+    };
+    let done = kato_server::secret_key::rotate(&url, &key_source(&r.key), &data_dir).await?;
+    println!(
+        "re-sealed {} secret values with key {} (was {}); the new key is in {}",
+        done.values,
+        done.new_key,
+        done.old_key,
+        done.file.display()
+    );
+    if r.database_url.is_some() || r.key.secret_key_file.is_some() {
+        println!("give every server on this database the new key before starting it again");
+    }
+    Ok(())
+}
+
 /// The server's configuration from `kato serve`'s flags.
 fn server_config(g: &Global, s: Serve) -> Result<kato_server::Config> {
     let registry = match &s.registry {
@@ -118,6 +148,7 @@ fn server_config(g: &Global, s: Serve) -> Result<kato_server::Config> {
             allow_local_repos: s.allow_local_repos,
             ..Default::default()
         },
+        secret_key: key_source(&s.key),
     })
 }
 
