@@ -163,9 +163,11 @@ pub async fn prepare(config: &Config) -> Result<(Arc<AppState>, PathBuf), StartE
         Some(c) => Some(PathBuf::from(c)),
         None => {
             let path = config.data_dir.join("containers.conf");
-            files::write_private_bytes(&path, kato_runtime::CONTAINERS_CONF.as_bytes()).map_err(|source| StartError::DataDir {
-                path: path.clone(),
-                source,
+            files::write_private_bytes(&path, kato_runtime::CONTAINERS_CONF.as_bytes()).map_err(|source| {
+                StartError::DataDir {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             Some(path)
         }

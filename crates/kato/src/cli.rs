@@ -106,7 +106,12 @@ pub struct KeyArgs {
     #[arg(long, env = "KATO_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
     /// The key itself, in base64 (prefer the environment variable).
-    #[arg(long, env = "KATO_SECRET_KEY", hide_env_values = true, conflicts_with = "secret_key_file")]
+    #[arg(
+        long,
+        env = "KATO_SECRET_KEY",
+        hide_env_values = true,
+        conflicts_with = "secret_key_file"
+    )]
     pub secret_key: Option<String>,
 }
 
