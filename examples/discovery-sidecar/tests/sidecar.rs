@@ -26,6 +26,7 @@ impl Server {
             target: Some(kato_server::TargetKind::None),
             kubeconfig: None,
             builds: Default::default(),
+            secret_key: Default::default(),
         };
         let (state, token_path) = kato_server::prepare(&config).await.unwrap();
         tokio::spawn(kato_server::serve_on(listener, state.clone(), std::future::pending()));
