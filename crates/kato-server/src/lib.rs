@@ -257,9 +257,18 @@ async fn ensure_admin_token(store: &Store, path: &Path) -> Result<(), StartError
     Ok(())
 }
 
-/// Runs the server until `shutdown` resolves.
+/// Runs the server until `shutdown` resolves, with the default [`listener::Limits`].
 pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    serve_with(config, listener::Limits::default(), shutdown).await
+}
+
+/// Runs the server until `shutdown` resolves, holding its connections within `limits`.
+pub async fn serve_with(
     mut config: Config,
+    limits: listener::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     config.data_dir = resolve_data_dir(&config.data_dir)?;
@@ -326,23 +335,27 @@ pub async fn serve(
             state.discovery_base_url, p.why
         );
     }
-    serve_listeners(listener, pods.and_then(|p| p.listener), state, shutdown).await
+    let connections = listener::Connections::new(limits);
+    serve_listeners(listener, pods.and_then(|p| p.listener), state, connections, shutdown).await
 }
 
-/// Serves the API on a listener the caller bound.
+/// Serves the API on a listener the caller bound, with the default [`listener::Limits`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    serve_listeners(listener, None, state, shutdown).await
+    let connections = listener::Connections::new(listener::Limits::default());
+    serve_listeners(listener, None, state, connections, shutdown).await
 }
 
-/// Serves the API on `listener`, and only the discovery API on `pods` (the address pods reach).
+/// Serves the API on `listener`, and only the discovery API on `pods` (the address pods reach);
+/// `connections` counts the connections of both against their limits.
 pub async fn serve_listeners(
     listener: tokio::net::TcpListener,
     pods: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
+    connections: Arc<listener::Connections>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let stop = kato_build::CancellationToken::new();
@@ -363,20 +376,13 @@ pub async fn serve_listeners(
     };
     // Held by each connection the discovery path serves; `closed` once the last one ended.
     let (all_closed, open) = tokio::sync::watch::channel(());
-    let pods = match pods {
-        Some(tcp) => {
-            let lean = listener::lean(tcp, state.clone(), open.clone()).map_err(StartError::Serve)?;
-            let serving = axum::serve(lean, api::discovery_router(state.clone()))
-                .with_graceful_shutdown(ending.cancelled_owned());
-            Some(tokio::spawn(serving.into_future()))
-        }
-        None => None,
-    };
-    let lean = listener::lean(listener, state.clone(), open).map_err(StartError::Serve)?;
-    let served = axum::serve(lean, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(StartError::Serve);
+    let pods = pods.map(|tcp| {
+        let lean = listener::lean(tcp, state.clone(), connections.clone(), open.clone());
+        let serving = listener::serve(lean, api::discovery_router(state.clone()), ending.cancelled_owned());
+        tokio::spawn(serving)
+    });
+    let lean = listener::lean(listener, state.clone(), connections, open);
+    listener::serve(lean, router(state), shutdown).await;
     if let Some(pods) = pods {
         let _ = pods.await;
     }
@@ -384,5 +390,5 @@ pub async fn serve_listeners(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all_closed.closed()).await;
     stop.cancel();
     let _ = worker.await;
-    served
+    Ok(())
 }

@@ -41,6 +41,13 @@ impl AckStatus {
     }
 }
 
+/// At most this many pods keep reports per installation: when one more pod reports, those whose
+/// last report is the oldest age out (pods of a finished rollout, or names made up by a plug-in).
+pub const MAX_ACK_PODS: usize = 128;
+/// At most this many reports are kept per pod: its applied revision and the rejections since;
+/// older revisions age out first.
+pub const MAX_ACKS_PER_POD: usize = 16;
+
 /// A pod's report on one revision of its plug-in's document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckRecord {
@@ -201,7 +208,8 @@ impl Tx {
     }
 
     /// Stores a pod's ack. An `applied` ack drops that pod's older reports, which it supersedes.
-    /// `NotFound` if the plug-in is not installed on the component.
+    /// The reports stay bounded: [`MAX_ACKS_PER_POD`] per pod, [`MAX_ACK_PODS`] pods per
+    /// installation. `NotFound` if the plug-in is not installed on the component.
     pub async fn put_ack(&mut self, team: &TeamName, c: &ComponentName, ack: &AckRecord) -> Result<(), StoreError> {
         let plugin = &ack.plugin;
         let installed = sqlx::query("SELECT 1 FROM installations WHERE team = $1 AND component = $2 AND plugin = $3")
@@ -245,6 +253,48 @@ impl Tx {
         .bind(if ack.at.is_empty() { now() } else { ack.at.clone() })
         .execute(self.conn())
         .await?;
+        self.bound_acks(team, c, ack).await
+    }
+
+    /// Ages out the reports over the bounds after `ack` was stored: the pod's oldest revisions,
+    /// then the pods (never `ack`'s) whose last report is the oldest.
+    async fn bound_acks(&mut self, team: &TeamName, c: &ComponentName, ack: &AckRecord) -> Result<(), StoreError> {
+        let plugin = ack.plugin.as_str();
+        sqlx::query(
+            "DELETE FROM discovery_acks WHERE team = $1 AND component = $2 AND plugin = $3 AND pod = $4 \
+             AND revision NOT IN (SELECT revision FROM discovery_acks WHERE team = $1 AND component = $2 \
+             AND plugin = $3 AND pod = $4 ORDER BY revision DESC LIMIT $5)",
+        )
+        .bind(team.as_str())
+        .bind(c.as_str())
+        .bind(plugin)
+        .bind(&ack.pod)
+        .bind(MAX_ACKS_PER_POD as i64)
+        .execute(self.conn())
+        .await?;
+        let pods: Vec<(String,)> = sqlx::query_as(
+            "SELECT pod FROM discovery_acks WHERE team = $1 AND component = $2 AND plugin = $3 \
+             GROUP BY pod ORDER BY MAX(at) DESC, pod DESC",
+        )
+        .bind(team.as_str())
+        .bind(c.as_str())
+        .bind(plugin)
+        .fetch_all(self.conn())
+        .await?;
+        if pods.len() <= MAX_ACK_PODS {
+            return Ok(());
+        }
+        let keep = MAX_ACK_PODS - 1;
+        let old = pods.iter().map(|(p,)| p).filter(|p| **p != ack.pod).skip(keep);
+        for pod in old {
+            sqlx::query("DELETE FROM discovery_acks WHERE team = $1 AND component = $2 AND plugin = $3 AND pod = $4")
+                .bind(team.as_str())
+                .bind(c.as_str())
+                .bind(plugin)
+                .bind(pod)
+                .execute(self.conn())
+                .await?;
+        }
         Ok(())
     }
 }

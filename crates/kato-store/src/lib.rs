@@ -33,7 +33,9 @@ use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, 
 
 pub use codec::now;
 pub use credentials::{CredentialRecord, NewCredential, Secret, SshIdentity};
-pub use discovery::{AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey};
+pub use discovery::{
+    AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey, MAX_ACK_PODS, MAX_ACKS_PER_POD,
+};
 pub use error::StoreError;
 pub use keys::{Keyring, SecretKey};
 pub use store::{Store, Tx};

@@ -218,6 +218,15 @@ pub struct Serve {
     pub allow_local_repos: bool,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Connections held open at once (API and discovery together); one more is answered 503.
+    #[arg(long, env = "KATO_MAX_CONNECTIONS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// A request head must arrive whole within this, or the connection is closed.
+    #[arg(long, env = "KATO_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// How long a connection may wait for its next request (a long-poll's wait is not idle).
+    #[arg(long, env = "KATO_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
 }
 
 /// `90`, `90s`, `15m`, `1h`.

@@ -54,6 +54,7 @@ async fn metrics() -> impl IntoResponse {
             c.load(Ordering::Relaxed)
         ));
     }
+    out.push_str(&crate::listener::metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

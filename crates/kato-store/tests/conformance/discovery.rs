@@ -191,3 +191,48 @@ pub async fn committed_changes_are_announced_to_listeners(db: Db) {
         })
     );
 }
+
+/// Any string a plug-in sends as `pod` used to add a row: thousands of made-up pods, or
+/// thousands of rejected revisions, stay within the bounds; the newest reports are the ones kept.
+pub async fn acks_stay_bounded_per_pod_and_per_installation(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, web) = (team("t"), component_name("web"));
+    let mut tx = store.begin().await.unwrap();
+    tx.put_installation(&t, &web, &installation("a", 1, 3), &cred("x"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let flood = kato_store::MAX_ACK_PODS * 4;
+    for batch in 0..4 {
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..flood / 4 {
+            let pod = format!("pod-{:05}", batch * flood / 4 + i);
+            tx.put_ack(&t, &web, &ack("a", &pod, 1, AckStatus::Applied, ""))
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let acks = store.list_acks(&t, &web).await.unwrap();
+    assert_eq!(acks.len(), kato_store::MAX_ACK_PODS);
+    let oldest_kept = format!("pod-{:05}", flood - kato_store::MAX_ACK_PODS);
+    assert!(acks.iter().all(|a| a.pod >= oldest_kept), "the newest pods are kept");
+
+    // One pod rejecting revision after revision keeps its newest reports only.
+    let mut tx = store.begin().await.unwrap();
+    for revision in 1..=(3 * kato_store::MAX_ACKS_PER_POD as u64) {
+        tx.put_ack(&t, &web, &ack("a", "busy", revision, AckStatus::Rejected, "no"))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let acks = store.list_acks(&t, &web).await.unwrap();
+    let pods: std::collections::BTreeSet<&str> = acks.iter().map(|a| a.pod.as_str()).collect();
+    assert_eq!(pods.len(), kato_store::MAX_ACK_PODS, "`busy` took an old pod's place");
+    assert_eq!(acks.len(), kato_store::MAX_ACK_PODS - 1 + kato_store::MAX_ACKS_PER_POD);
+    let busy: Vec<u64> = acks.iter().filter(|a| a.pod == "busy").map(|a| a.revision).collect();
+    let newest = 3 * kato_store::MAX_ACKS_PER_POD as u64;
+    let want: Vec<u64> = (newest + 1 - kato_store::MAX_ACKS_PER_POD as u64..=newest).collect();
+    assert_eq!(busy, want);
+}

@@ -53,6 +53,7 @@ conformance! {
     discovery_tokens_are_found_by_hash_and_rotate,
     revisions_high_water_survives_reinstall,
     acks_are_kept_per_pod_and_go_with_the_installation,
+    acks_stay_bounded_per_pod_and_per_installation,
     transactions_record_touched_installations,
     committed_changes_are_announced_to_listeners,
     secrets_are_sealed_at_rest_and_read_in_clear,

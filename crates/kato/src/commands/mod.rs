@@ -53,7 +53,12 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KATO_LOG").unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    kato_server::serve(server_config(g, s)?, shutdown_signal()).await?;
+    let limits = kato_server::listener::Limits {
+        header_timeout: s.header_timeout,
+        idle_timeout: s.idle_timeout,
+        max_connections: s.max_connections as usize,
+    };
+    kato_server::serve_with(server_config(g, s)?, limits, shutdown_signal()).await?;
     Ok(())
 }
 
