@@ -435,9 +435,15 @@ fn failed_step(lines: &[String]) -> String {
 }
 
 /// What the builder's last lines say went wrong on the network, if that is why it failed:
-/// a refused or reset connection, a timeout, or a registry answering 429 or 5xx.
+/// a refused or reset connection, a timeout, a registry answering 429 or 5xx, or a registry
+/// that lost track of a blob while pushes of the same content crossed (docker-registry answers
+/// the manifest with `blob unknown` then; pushing again succeeds).
 fn network_failure(last_lines: &[String]) -> Option<&'static str> {
-    const SIGNS: [(&str, &str); 11] = [
+    const SIGNS: [(&str, &str); 12] = [
+        (
+            "blob unknown to registry",
+            "the registry lost a blob while another push of the same content crossed",
+        ),
         ("connection refused", "connection refused"),
         ("connection reset", "the connection was reset"),
         ("i/o timeout", "i/o timeout"),
@@ -501,6 +507,15 @@ mod tests {
              127.0.0.1:9: Get \"http://127.0.0.1:9/v2/\": dial tcp 127.0.0.1:9: connect: connection refused",
         ]);
         assert_eq!(network_failure(&refused), Some("connection refused"));
+        let crossed: Vec<String> = [
+            "Writing manifest to image destination",
+            "Error: writing manifest: uploading manifest v1 to 127.0.0.1:36055/platform/demo/many: errors:",
+            "digest invalid",
+            "manifest blob unknown: blob unknown to registry",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(network_failure(&crossed).is_some_and(|w| w.contains("lost a blob")));
         let unavailable = lines(&[
             "Error: writing blob: initiating layer upload to /v2/t/p/blobs/uploads/ in 127.0.0.1:5000: \
              received unexpected HTTP status: 503 Service Unavailable",
