@@ -7,9 +7,15 @@
 //! Plug-in values may reference variables with `${VAR}` / `${VAR:default}`. They are expanded
 //! against the container's final env (every variable above, plug-in values included, in their
 //! unexpanded form); a value referencing its own name sees the value it replaced (the app's or a
-//! system var), so `PATH=${PATH}:/opt/bin` works. A secret-backed variable is never copied into a
-//! plain value: the reference becomes `$(VAR)`, which the kubelet resolves at container start
-//! (as it does for `DISCOVER_URL`); inside a secret value it is expanded in full.
+//! system var), so `PATH=${PATH}:/opt/bin` works.
+//!
+//! No secret is ever copied into a plain value, which would sit in clear in the pod spec (on
+//! podman, in `kube play`'s file and in every tool that shows the spec): a variable whose value
+//! holds a secret is itself secret-backed, a key of the plug-in's Secret holding the value in
+//! full. That covers the discovery token inside `DISCOVER_URL` and `DISCOVER_URL_NOHOST`, a
+//! `${SECRET}` reference in a plain value, and a `$(SECRET)` the kubelet would expand at
+//! container start: Kato does that expansion itself for such a variable
+//! ([`hide_secret_references`]), so the container sees what it would have seen.
 
 use std::borrow::Cow;
 
@@ -17,7 +23,7 @@ use kato_model::{ConfigItem, ConfigValue, Injection, Meta, PluginSpec, Values};
 use sha2::{Digest, Sha256};
 
 use crate::PluginInstance;
-use crate::expand::expand_into;
+use crate::expand::{expand_dependent_into, expand_into};
 use crate::text::{Decimal, concat};
 
 pub(crate) const TOKEN_VAR: &str = "KATO_DISCOVERY_TOKEN";
@@ -106,17 +112,8 @@ pub(crate) fn plugin_env<'v>(ctx: &EnvContext<'v>, inst: &'v PluginInstance<'v>)
     let plugin = inst.installation.plugin.as_str();
     let (team, component) = (ctx.team, ctx.component.name.as_str());
     let base_url = ctx.discovery_base_url.trim_end_matches('/');
-    let compat_path = concat(&[
-        "/v1/resources/",
-        team,
-        "/",
-        component,
-        "/",
-        plugin,
-        "?token=$(",
-        TOKEN_VAR,
-        ")",
-    ]);
+    let token = inst.discovery_token;
+    let compat_path = concat(&["/v1/resources/", team, "/", component, "/", plugin, "?token=", token]);
     let plugin_vars = || env_values(&inst.installation.values, spec);
 
     let items = spec.group(Meta::None).map_or(0, |g| g.items.len());
@@ -135,12 +132,13 @@ pub(crate) fn plugin_env<'v>(ctx: &EnvContext<'v>, inst: &'v PluginInstance<'v>)
         "KATO_DISCOVERY_URL",
         concat(&[base_url, "/discovery/v1/", team, "/", component, "/", plugin]),
     );
-    vars.set(TOKEN_VAR, Cow::Borrowed(inst.discovery_token), true);
+    vars.set(TOKEN_VAR, Cow::Borrowed(token), true);
     vars.plain("TENANT_ID", team);
     vars.plain("SERVICE_NAME", component);
     vars.plain("PLUGIN_ID", plugin);
-    vars.plain("DISCOVER_URL", concat(&[base_url, &compat_path]));
-    vars.plain("DISCOVER_URL_NOHOST", compat_path);
+    // The token inside: both are secret-backed.
+    vars.set("DISCOVER_URL", Cow::Owned(concat(&[base_url, &compat_path])), true);
+    vars.set("DISCOVER_URL_NOHOST", Cow::Owned(compat_path), true);
 
     // The values plug-in vars replaced, for self-references.
     let mut replaced = Vec::new();
@@ -153,13 +151,22 @@ pub(crate) fn plugin_env<'v>(ctx: &EnvContext<'v>, inst: &'v PluginInstance<'v>)
             replaced.push(old);
         }
     }
-    expand_plugin_vars(&mut vars, plugin_vars().map(|(i, _)| i.name.as_str()), &replaced);
+    let holding_secrets = expand_plugin_vars(&mut vars, plugin_vars().map(|(i, _)| i.name.as_str()), &replaced);
+    hide_secret_references(&mut vars, &holding_secrets);
     finish(ctx.redact_secrets, inst, vars)
 }
 
-/// Expands every plug-in var against the unexpanded variables, then stores the results.
-fn expand_plugin_vars<'n>(vars: &mut Vars<'n>, names: impl Iterator<Item = &'n str>, replaced: &[Var<'_>]) {
+/// Expands every plug-in var against the unexpanded variables, then stores the results; answers
+/// the plain variables that took a secret's value. That value goes in with its `$` doubled: it is
+/// still to pass through the kubelet's expansion ([`hide_secret_references`]), which gives it
+/// back as it is, as the kubelet does with the value of a `$(SECRET)`.
+fn expand_plugin_vars<'n>(
+    vars: &mut Vars<'n>,
+    names: impl Iterator<Item = &'n str>,
+    replaced: &[Var<'_>],
+) -> Vec<&'n str> {
     let mut expanded: Vec<(&str, String)> = Vec::new();
+    let mut holding_secrets = Vec::new();
     for name in names {
         let Some(own) = vars.get(name) else { continue };
         if !own.value.contains("${") {
@@ -174,9 +181,13 @@ fn expand_plugin_vars<'n>(vars: &mut Vars<'n>, names: impl Iterator<Item = &'n s
             };
             let Some(found) = found else { return false };
             if found.secret && !own.secret {
-                out.push_str("$(");
-                out.push_str(var);
-                out.push(')');
+                holding_secrets.push(name);
+                for (i, part) in found.value.split('$').enumerate() {
+                    if i > 0 {
+                        out.push_str("$$");
+                    }
+                    out.push_str(part);
+                }
             } else {
                 out.push_str(&found.value);
             }
@@ -187,6 +198,44 @@ fn expand_plugin_vars<'n>(vars: &mut Vars<'n>, names: impl Iterator<Item = &'n s
     for (name, value) in expanded {
         if let Some(v) = vars.0.iter_mut().find(|v| v.name == name) {
             v.value = Cow::Owned(value);
+        }
+    }
+    holding_secrets
+}
+
+/// The kubelet's `$(VAR)` expansion of the container's env, in order, each variable seeing the
+/// ones before it: a plain variable it would fill with a secret (or one in `holding_secrets`)
+/// becomes secret-backed, holding the value the kubelet would have given it. Every other
+/// variable is left for the kubelet (and for the podman engine, which expands plain references).
+fn hide_secret_references(vars: &mut Vars<'_>, holding_secrets: &[&str]) {
+    if holding_secrets.is_empty() && !vars.0.iter().any(|v| !v.secret && v.value.contains("$(")) {
+        return;
+    }
+    // What the kubelet resolves each variable to, where that is not its value as written.
+    let mut resolved: Vec<Option<String>> = Vec::with_capacity(vars.0.len());
+    for i in 0..vars.0.len() {
+        let (earlier, rest) = vars.0.split_at_mut(i);
+        let var = &mut rest[0];
+        let mut reads_secret = holding_secrets.contains(&var.name);
+        if var.secret || !(reads_secret || var.value.contains('$')) {
+            resolved.push(None);
+            continue;
+        }
+        let mut out = String::with_capacity(var.value.len() + 32);
+        expand_dependent_into(&var.value, &mut out, |name, out| {
+            let Some(j) = earlier.iter().position(|v| v.name == name) else {
+                return false;
+            };
+            reads_secret |= earlier[j].secret;
+            out.push_str(resolved[j].as_deref().unwrap_or(&earlier[j].value));
+            true
+        });
+        if reads_secret {
+            var.value = Cow::Owned(out);
+            var.secret = true;
+            resolved.push(None);
+        } else {
+            resolved.push(Some(out));
         }
     }
 }

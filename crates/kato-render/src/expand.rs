@@ -1,10 +1,15 @@
-//! `${VAR}` and `${VAR:default}` in plug-in variable values, expanded at render time.
+//! The two expansions of env values: `${VAR}` and `${VAR:default}` in plug-in variable values,
+//! expanded at render time; and Kubernetes' dependent variables, `$(VAR)`.
 //!
-//! The syntax is Rainbond's: a defined variable (even an empty one) gives its value; an undefined
-//! one gives the default when there is one, else the reference stays as written. `$$` and `$(X)`
-//! are left alone: they belong to the kubelet's own expansion (`$$` is its escape, so `$${X}`
-//! reaches the container as a literal `${X}`). Expansion is one pass: substituted text is not
-//! expanded again, so references cannot loop.
+//! `${VAR}`'s syntax is Rainbond's: a defined variable (even an empty one) gives its value; an
+//! undefined one gives the default when there is one, else the reference stays as written. `$$`
+//! and `$(X)` are left alone: they belong to the kubelet's own expansion (`$$` is its escape, so
+//! `$${X}` reaches the container as a literal `${X}`). Expansion is one pass: substituted text is
+//! not expanded again, so references cannot loop.
+//!
+//! `$(VAR)` is what the kubelet does when a container starts ([`expand_dependent_into`]); Kato
+//! does it too where the kubelet would copy a secret into a plain value (the renderer then puts
+//! the result in the Secret) and on podman, which has no such expansion.
 
 /// Expands `${VAR}` and `${VAR:default}` in `value`, looking variables up with `env`.
 pub fn expand_vars(value: &str, env: &impl Fn(&str) -> Option<String>) -> String {
@@ -41,6 +46,43 @@ pub(crate) fn expand_into(value: &str, out: &mut String, mut lookup: impl FnMut(
                 None => i = at + 1,
             },
             _ => i = at + 1,
+        }
+    }
+    out.push_str(&value[copied..]);
+}
+
+/// Kubernetes' expansion of dependent variables, byte for byte as the kubelet does it
+/// (`third_party/forked/golang/expansion`): `$$` becomes `$`; `$(NAME)`, up to the first `)`,
+/// becomes what `lookup` appends when it says the variable is defined, else stays as written;
+/// any other `$` stays. Substituted text is not expanded again.
+pub fn expand_dependent_into(value: &str, out: &mut String, mut lookup: impl FnMut(&str, &mut String) -> bool) {
+    let b = value.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'$') {
+        let at = i + off;
+        match b.get(at + 1) {
+            None => break,
+            Some(b'$') => {
+                out.push_str(&value[copied..=at]);
+                copied = at + 2;
+                i = at + 2;
+            }
+            Some(b'(') => match b[at + 2..].iter().position(|&c| c == b')') {
+                Some(len) => {
+                    let end = at + 3 + len;
+                    out.push_str(&value[copied..at]);
+                    if !lookup(&value[at + 2..end - 1], out) {
+                        out.push_str(&value[at..end]);
+                    }
+                    copied = end;
+                    i = end;
+                }
+                // An unclosed `$(` stays, and so does what follows it.
+                None => i = at + 2,
+            },
+            // `$x` stays as written, `x` included (so `$$` cannot pair across it).
+            Some(_) => i = at + 2,
         }
     }
     out.push_str(&value[copied..]);
@@ -127,6 +169,42 @@ mod tests {
         assert_eq!(x("$$$${HOST}"), "$$$${HOST}");
         assert_eq!(x("$$${HOST}"), "$$db", "`$$` pairs first, as the kubelet reads them");
         assert_eq!(x("€${HOST}€"), "€db€");
+    }
+
+    fn k8s(s: &str) -> String {
+        let mut out = String::new();
+        expand_dependent_into(s, &mut out, |name, out| match env(name) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
+        });
+        out
+    }
+
+    #[test]
+    fn dependent_variables_expand_like_the_kubelet() {
+        // Cases of Kubernetes' own expansion tests.
+        for (input, want) in [
+            ("$(HOST):$(PORT)", "db:5432"),
+            ("$(EMPTY)x", "x"),
+            ("$(MISSING)", "$(MISSING)"),
+            ("$$(HOST)", "$(HOST)"),
+            ("$$$(HOST)", "$db"),
+            ("$$$$(HOST)", "$$(HOST)"),
+            ("$(HOST", "$(HOST"),
+            ("$()", "$()"),
+            ("$HOST", "$HOST"),
+            ("$", "$"),
+            ("x$", "x$"),
+            ("$x$(HOST)", "$xdb"),
+            ("${HOST}", "${HOST}"),
+            ("$(MISSING$(HOST))", "$(MISSING$(HOST))"),
+            ("€$(HOST)€", "€db€"),
+        ] {
+            assert_eq!(k8s(input), want, "{input}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod yaml;
 use kato_model::{ComponentSpec, Installation, PluginKind, TeamName, Version, VersionStatus};
 
 pub use error::RenderError;
-pub use expand::expand_vars;
+pub use expand::{expand_dependent_into, expand_vars};
 pub use objects::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_TEAM, Object};
 pub use options::{ParseOptionError, RenderOptions, SidecarMode, Target};
 

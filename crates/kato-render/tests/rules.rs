@@ -65,24 +65,21 @@ fn system_and_compat_vars() {
         ("TENANT_ID", "shop"),
         ("SERVICE_NAME", "api"),
         ("PLUGIN_ID", "logs"),
-        (
-            "DISCOVER_URL",
-            "https://kato.example.com/v1/resources/shop/api/logs?token=$(KATO_DISCOVERY_TOKEN)",
-        ),
-        (
-            "DISCOVER_URL_NOHOST",
-            "/v1/resources/shop/api/logs?token=$(KATO_DISCOVERY_TOKEN)",
-        ),
+        ("DISCOVER_URL", "secret:api.plugin-logs/DISCOVER_URL"),
+        ("DISCOVER_URL_NOHOST", "secret:api.plugin-logs/DISCOVER_URL_NOHOST"),
     ];
     for (name, value) in expect {
         assert_eq!(env_value(logs, name), value, "{name}");
     }
-    let names: Vec<String> = env(logs).into_iter().map(|(n, _)| n).collect();
-    let token = names.iter().position(|n| n == "KATO_DISCOVERY_TOKEN").unwrap();
-    let url = names.iter().position(|n| n == "DISCOVER_URL").unwrap();
-    assert!(
-        token < url,
-        "the kubelet expands $(KATO_DISCOVERY_TOKEN) only when defined earlier"
+    // The compatibility URLs hold the token: they come whole from the Secret.
+    let data = secret(&r, "api.plugin-logs").data.clone().unwrap();
+    assert_eq!(
+        data["DISCOVER_URL"].0,
+        b"https://kato.example.com/v1/resources/shop/api/logs?token=tok-logs-0001"
+    );
+    assert_eq!(
+        data["DISCOVER_URL_NOHOST"].0,
+        b"/v1/resources/shop/api/logs?token=tok-logs-0001"
     );
 }
 
@@ -123,17 +120,20 @@ fn variables_expand_against_the_plugin_env() {
     );
     assert_eq!(
         env_value(logs, "LOG_ENDPOINT"),
-        "https://logs.internal/ingest?token=$(LOG_TOKEN)",
-        "a secret is referenced, never copied into a plain value"
+        "secret:api.plugin-logs/LOG_ENDPOINT",
+        "a value holding a secret is never plain"
+    );
+    let logs_data = secret(&r, "api.plugin-logs").data.clone().unwrap();
+    assert_eq!(
+        logs_data["LOG_ENDPOINT"].0,
+        b"https://logs.internal/ingest?token=lt-9f8e7d"
     );
     let migrate = container(spec, "plugin-migrate");
+    assert_eq!(env_value(migrate, "DB_URL"), "secret:api.plugin-migrate/DB_URL");
+    let data = secret(&r, "api.plugin-migrate").data.clone().unwrap();
+    assert_eq!(data["DB_URL"].0, b"postgres://app:s3cret@db:5432/app");
     assert_eq!(
-        env_value(migrate, "DB_URL"),
-        "postgres://app:$(DB_PASSWORD)@db:5432/app"
-    );
-    let data = &secret(&r, "api.plugin-migrate").data.as_ref().unwrap()["DB_DSN"].0;
-    assert_eq!(
-        data, b"host=db password=s3cret",
+        data["DB_DSN"].0, b"host=db password=s3cret",
         "inside a secret value, secrets expand in full"
     );
 }

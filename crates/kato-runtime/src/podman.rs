@@ -7,6 +7,9 @@
 //! also checked to carry the component's `kato/team` and `kato/component` labels before Kato reads
 //! or removes it; another component's pod is never replaced. Every podman call runs with the
 //! project's containers.conf (written into the data dir) and a bounded timeout.
+//!
+//! Secrets stay in podman secrets: the pod YAML refers to them and copies none (see
+//! [`plan::prepare_container`]); it is written 0600 and removed once played.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use kato_render::{Object, Rendered};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
@@ -34,6 +37,7 @@ use crate::{
 /// The settings podman needs on hosts like Kato's (cgroup v1 hybrid mode, no systemd).
 pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
+mod files;
 mod logs;
 mod network;
 mod plan;
@@ -124,11 +128,13 @@ impl PodmanRuntime {
     pub fn new(config: PodmanConfig) -> std::io::Result<Self> {
         // Absolute: podman and its helpers read CONTAINERS_CONF from other working directories.
         let dir = std::path::absolute(config.data_dir.join("podman"))?;
-        std::fs::create_dir_all(&dir)?;
+        files::create_private_dir(&dir)?;
         let conf_path = dir.join("containers.conf");
+        // Rewritten only when it changed: podman processes of a running server may be reading it.
         if std::fs::read_to_string(&conf_path).ok().as_deref() != Some(CONTAINERS_CONF) {
-            std::fs::write(&conf_path, CONTAINERS_CONF)?;
+            files::write_private(&conf_path, CONTAINERS_CONF.as_bytes())?;
         }
+        files::remove_played_yaml(&dir.join("pods"));
         Ok(Self {
             config,
             conf_path,
@@ -391,11 +397,12 @@ impl Runtime for PodmanRuntime {
         old_pod?;
         network?;
 
-        // The new pod.
+        // The new pod. Its YAML holds no secret (they are in podman secrets) and lives only for
+        // the play; the volume record stays for the next deploy or stop.
         let record = serde_json::to_vec(&plan.volumes).unwrap_or_default();
         let dir = self.config.data_dir.join("podman").join("pods");
-        tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
-        tokio::fs::write(volumes_file(&self.config.data_dir, &pod_name), record)
+        files::create_private_dir(&dir).map_err(io_error)?;
+        files::write_private_async(volumes_file(&self.config.data_dir, &pod_name), record)
             .await
             .map_err(io_error)?;
         let yaml = Rendered {
@@ -403,7 +410,9 @@ impl Runtime for PodmanRuntime {
         }
         .to_yaml();
         let file = pod_file(&self.config.data_dir, &pod_name);
-        tokio::fs::write(&file, yaml).await.map_err(io_error)?;
+        files::write_private_async(file.clone(), yaml.into_bytes())
+            .await
+            .map_err(io_error)?;
         // No `--replace`: the component's own pods are gone, so a pod still holding the name
         // is another's, and podman refuses to play over it. Other pods reach this one at
         // `{component}.{team}`, as on Kubernetes.
@@ -415,7 +424,9 @@ impl Runtime for PodmanRuntime {
             OsString::from(format!("{KUBE_NETWORK}:alias={host}")),
             file.clone().into_os_string(),
         ];
-        let (ok, _, err) = self.output(&a, None, self.config.play_timeout).await?;
+        let played = self.output(&a, None, self.config.play_timeout).await;
+        let _ = tokio::fs::remove_file(&file).await;
+        let (ok, _, err) = played?;
         self.forget(&k);
         if ok {
             return Ok(());
@@ -511,6 +522,33 @@ mod tests {
         let known = HashMap::from([("TOK".to_owned(), "s3cr3t".to_owned())]);
         assert_eq!(expand_refs("u?token=$(TOK)", &known), "u?token=s3cr3t");
         assert_eq!(expand_refs("$(NOPE) $$(TOK) $", &known), "$(NOPE) $(TOK) $");
+    }
+
+    #[test]
+    fn a_secret_is_never_expanded_into_a_plain_value() {
+        let mut ctr: Container = serde_json::from_value(serde_json::json!({
+            "name": "plugin-p",
+            "env": [
+                {"name": "HOST", "value": "db"},
+                {"name": "TOK", "valueFrom": {"secretKeyRef": {"name": "web.plugin-p", "key": "TOK"}}},
+                {"name": "URL", "value": "http://$(HOST)/?t=$(TOK)"},
+            ],
+        }))
+        .unwrap();
+        prepare_container(
+            &mut ctr,
+            ComponentRef {
+                team: "t",
+                component: "web",
+            },
+        );
+        let env = ctr.env.unwrap();
+        assert_eq!(env[2].value.as_deref(), Some("http://db/?t=$(TOK)"));
+        let r = env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(
+            r.name,
+            kato_render::names::podman_secret_name("t", "web", "web.plugin-p")
+        );
     }
 
     #[test]

@@ -190,7 +190,10 @@ async fn deploy_redeploy_status_logs_and_stop() {
         "command": ["/bin/sh", "-c", format!("echo token=$TOKEN url=$URL; {IDLE}")],
         "env": [
             { "name": "TOKEN", "valueFrom": { "secretKeyRef": { "name": "web-plugin-side", "key": "TOKEN" } } },
-            { "name": "URL", "value": "http://x/?t=$(TOKEN)" },
+            { "name": "HOST", "value": "x" },
+            // Kato expands plain references as the kubelet would, never a secret into a plain
+            // value (the renderer puts such a value in the Secret).
+            { "name": "URL", "value": "http://$(HOST)/?t=$(TOKEN)" },
         ],
     });
     let first = rendered(
@@ -217,7 +220,7 @@ async fn deploy_redeploy_status_logs_and_stop() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = logs(&rt, c, "plugin-side").await;
-        if text.contains("token=s3cr3t url=http://x/?t=s3cr3t") {
+        if text.contains("token=s3cr3t url=http://x/?t=$(TOKEN)") {
             break;
         }
         assert!(Instant::now() < deadline, "plug-in logs: {text:?}");

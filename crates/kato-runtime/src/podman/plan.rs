@@ -1,5 +1,8 @@
 //! From rendered objects to what podman 4 plays: podman secrets, expanded env, pod volumes, and
 //! the names of them all.
+//!
+//! No secret leaves its podman secret here: the renderer already put every value holding one in
+//! the Secret, and the `$(VAR)` expansion Kato does for podman reads only plain variables.
 
 use super::*;
 
@@ -22,25 +25,22 @@ pub(crate) fn volume_name(pod: &str, name: &str) -> String {
 /// Turns the objects rendered for podman into what podman 4 runs: the pod is named and labelled
 /// for `c` whatever the objects say (see [`kato_render::names::podman_pod_name`]), Secrets become
 /// podman secrets ([`kato_render::names::podman_secret_name`]) holding the data as JSON (what
-/// `secretKeyRef` reads),
-/// `$(VAR)` references in env values are expanded (podman does not), images are pulled by Kato
-/// beforehand, and the pod notes its init containers.
+/// `secretKeyRef` reads), `$(VAR)` references to plain variables in env values are expanded
+/// (podman does not), images are pulled by Kato beforehand, and the pod notes its init
+/// containers.
 pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, RuntimeError> {
     let pod_name = kato_render::names::podman_pod_name(c.team, c.component);
-    let mut secret_data: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let mut secrets = Vec::new();
     let mut pod = None;
     for object in &rendered.objects {
         match object {
             Object::Secret(s) => {
                 let name = kato_render::names::podman_secret_name(c.team, c.component, object.name());
-                let data = secret_strings(s);
                 let json: BTreeMap<&String, &k8s_openapi::ByteString> = s.data.iter().flat_map(|d| d.iter()).collect();
                 let bytes = serde_json::to_vec(&json).map_err(|e| RuntimeError::Engine {
                     engine: ENGINE,
                     message: format!("cannot encode secret {name}: {e}"),
                 })?;
-                secret_data.insert(object.name().to_owned(), data);
                 secrets.push((name, object.name().to_owned(), bytes));
             }
             Object::Pod(p) => pod = Some(p.clone()),
@@ -85,10 +85,10 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
     let mut inits = Vec::new();
     for ctr in spec.init_containers.iter_mut().flatten() {
         inits.push(ctr.name.clone());
-        prepare_container(ctr, c, &secret_data);
+        prepare_container(ctr, c);
     }
     for ctr in &mut spec.containers {
-        prepare_container(ctr, c, &secret_data);
+        prepare_container(ctr, c);
     }
     let order: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
     let annotations = pod.metadata.annotations.get_or_insert_with(Default::default);
@@ -100,31 +100,24 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
     Ok(Plan { secrets, pod, volumes })
 }
 
-pub(super) fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = s.string_data.clone().unwrap_or_default();
-    for (k, v) in s.data.iter().flat_map(|d| d.iter()) {
-        out.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
-    }
-    out
-}
-
-pub(super) fn prepare_container(
-    ctr: &mut Container,
-    c: ComponentRef<'_>,
-    secrets: &HashMap<String, BTreeMap<String, String>>,
-) {
+/// Makes a container playable by podman 4: its image never pulled by podman (Kato pulled it),
+/// its secret references renamed to the podman secrets, and Kubernetes' `$(VAR)` expansion
+/// done, which podman lacks.
+/// The expansion reads plain variables only: a reference to a secret-backed one stays as
+/// written rather than copy the secret into a value podman shows (the renderer never makes
+/// one; see `kato_render`'s env module).
+pub(super) fn prepare_container(ctr: &mut Container, c: ComponentRef<'_>) {
     let podman_secret = |name: &str| kato_render::names::podman_secret_name(c.team, c.component, name);
     ctr.image_pull_policy = Some("Never".to_owned());
     trim_leading_line_breaks(ctr);
-    let mut known: HashMap<String, String> = HashMap::new();
+    let mut plain: HashMap<String, String> = HashMap::new();
     for var in ctr.env.iter_mut().flatten() {
         if let Some(v) = var.value.as_mut() {
-            *v = expand_refs(v, &known);
-            known.insert(var.name.clone(), v.clone());
-        } else if let Some(r) = var.value_from.as_mut().and_then(|f| f.secret_key_ref.as_mut()) {
-            if let Some(value) = secrets.get(&r.name).and_then(|d| d.get(&r.key)) {
-                known.insert(var.name.clone(), value.clone());
+            if v.contains('$') {
+                *v = expand_refs(v, &plain);
             }
+            plain.insert(var.name.clone(), v.clone());
+        } else if let Some(r) = var.value_from.as_mut().and_then(|f| f.secret_key_ref.as_mut()) {
             r.name = podman_secret(&r.name);
         }
     }
@@ -153,28 +146,16 @@ pub(super) fn trim_leading_line_breaks(ctr: &mut Container) {
     }
 }
 
-/// Kubernetes' dependent variables: `$(NAME)` becomes the value of an earlier variable of the
-/// container; `$$` escapes; unknown references stay as they are.
+/// Kubernetes' dependent variables ([`kato_render::expand_dependent_into`]): `$(NAME)` becomes
+/// the value of an earlier variable in `known`; `$$` escapes; unknown references stay as they are.
 pub(crate) fn expand_refs(value: &str, known: &HashMap<String, String>) -> String {
     let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at..];
-        if let Some(after) = tail.strip_prefix("$$") {
-            out.push('$');
-            rest = after;
-        } else if let Some(inner) = tail.strip_prefix("$(")
-            && let Some(end) = inner.find(')')
-            && let Some(v) = known.get(&inner[..end])
-        {
+    kato_render::expand_dependent_into(value, &mut out, |name, out| match known.get(name) {
+        Some(v) => {
             out.push_str(v);
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
+            true
         }
-    }
-    out.push_str(rest);
+        None => false,
+    });
     out
 }

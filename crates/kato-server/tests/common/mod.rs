@@ -2,6 +2,7 @@
 //! router called in-process (no port bound).
 #![allow(dead_code)]
 
+pub mod live;
 pub mod podman;
 
 use std::sync::Arc;

@@ -281,7 +281,8 @@ async fn rainbond_resource_spec_with_the_token_parameter() {
         StatusCode::UNAUTHORIZED
     );
 
-    // The rendered DISCOVER_URL reaches this path with the token parameter.
+    // The rendered DISCOVER_URL (this path with the token parameter) comes from the plug-in's
+    // Secret, token and all: the manifests show no part of it in clear.
     let (status, yaml) = s
         .raw(
             Method::GET,
@@ -291,8 +292,27 @@ async fn rainbond_resource_spec_with_the_token_parameter() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        yaml.contains("http://kato.test:7070/v1/resources/demo/web/mesh?token=$(KATO_DISCOVERY_TOKEN)"),
+    let docs: Vec<Value> = yaml
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let pod = docs.iter().find(|d| d["kind"] == "Pod").unwrap();
+    let env = &pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "plugin-mesh")
+        .unwrap()["env"];
+    let url = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DISCOVER_URL")
+        .unwrap();
+    assert_eq!(
+        url["valueFrom"]["secretKeyRef"],
+        json!({"name": "web.plugin-mesh", "key": "DISCOVER_URL"}),
         "{yaml}"
     );
+    assert!(!yaml.contains(&tok) && !yaml.contains("/v1/resources/"), "{yaml}");
 }
