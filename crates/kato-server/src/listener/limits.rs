@@ -101,6 +101,10 @@ impl Connections {
 pub struct Slot(Arc<Connections>);
 
 impl Slot {
+    pub(crate) fn limits(&self) -> Limits {
+        self.0.limits
+    }
+
     /// The connection is closed for taking too long: a head begun (`begun`) or an idle wait.
     pub(crate) fn timed_out(&self, begun: bool) {
         self.0.timed_out.fetch_add(1, Ordering::Relaxed);

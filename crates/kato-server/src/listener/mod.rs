@@ -78,9 +78,8 @@ async fn accept_loop(
                     continue;
                 };
                 let (state, handoff, open) = (state.clone(), handoff.clone(), open.clone());
-                let limits = connections.limits();
                 tokio::spawn(async move {
-                    connection(stream, addr, &state, &handoff, limits, slot).await;
+                    connection(stream, addr, &state, &handoff, slot).await;
                     drop(open);
                 });
             }
@@ -121,7 +120,6 @@ async fn connection(
     addr: SocketAddr,
     state: &AppState,
     handoff: &mpsc::Sender<(Conn, SocketAddr)>,
-    limits: Limits,
     slot: Slot,
 ) {
     let mut closing = state.discovery.hub.closing();
@@ -132,27 +130,33 @@ async fn connection(
         if *closing.borrow() {
             return;
         }
-        // Boxed: its timer must not size the task of every waiting long-poll.
-        let read = Box::pin(next_head(&stream, &mut pending, limits, first, &mut closing)).await;
-        first = false;
-        let request = match read {
-            Next::Ours(request, len) => {
-                pending.drain(..len);
-                if pending.is_empty() {
-                    // A waiting long-poll keeps no buffer.
-                    pending = Vec::new();
+        // In a block of its own, so that nothing of it stays in the task while a long-poll waits.
+        let request = {
+            let read = match ready_head(&stream, &mut pending) {
+                Some(read) => read,
+                // Boxed: its timer must not size the task of every waiting long-poll.
+                None => Box::pin(next_head(&stream, &mut pending, slot.limits(), first, &mut closing)).await,
+            };
+            first = false;
+            match read {
+                Next::Ours(request, len) => {
+                    pending.drain(..len);
+                    if pending.is_empty() {
+                        // A waiting long-poll keeps no buffer.
+                        pending = Vec::new();
+                    }
+                    request
                 }
-                request
+                Next::Axum => {
+                    let _ = handoff.send((Conn::new(stream, pending, slot), addr)).await;
+                    return;
+                }
+                Next::TimedOut(started) => {
+                    slot.timed_out(started);
+                    return;
+                }
+                Next::Gone => return,
             }
-            Next::Axum => {
-                let _ = handoff.send((Conn::new(stream, pending, slot), addr)).await;
-                return;
-            }
-            Next::TimedOut(started) => {
-                slot.timed_out(started);
-                return;
-            }
-            Next::Gone => return,
         };
         let Some(reply) = answer(state, &request, &stream, &mut pending).await else {
             return;
@@ -180,6 +184,25 @@ enum Next {
     TimedOut(bool),
     /// The client closed, or the server is shutting down.
     Gone,
+}
+
+/// The next request when its head is already there (the usual case): no timer, no wait.
+fn ready_head(stream: &TcpStream, pending: &mut Vec<u8>) -> Option<Next> {
+    if pending.is_empty() {
+        match read_more(stream, pending) {
+            Ok((0, _)) => return Some(Next::Gone),
+            Ok((_, Some(request))) => return Some(Next::Ours(request, 0)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(_) => return Some(Next::Gone),
+        }
+    }
+    match wire::head(pending) {
+        Head::Ours(request, len) => Some(Next::Ours(request, len)),
+        Head::Axum => Some(Next::Axum),
+        Head::Partial if pending.len() >= MAX_HEAD => Some(Next::Axum),
+        Head::Partial => None,
+    }
 }
 
 /// Reads until `pending` starts with a whole request head. The first head of a connection must
