@@ -130,34 +130,49 @@ async fn connection(
         if *closing.borrow() {
             return;
         }
-        // In a block of its own, so that nothing of it stays in the task while a long-poll waits.
-        let request = {
-            let read = match ready_head(&stream, &mut pending) {
-                Some(read) => read,
-                // Boxed: its timer must not size the task of every waiting long-poll.
-                None => Box::pin(next_head(&stream, &mut pending, slot.limits(), first, &mut closing)).await,
-            };
-            first = false;
-            match read {
-                Next::Ours(request, len) => {
-                    pending.drain(..len);
-                    if pending.is_empty() {
-                        // A waiting long-poll keeps no buffer.
-                        pending = Vec::new();
+        // When the head being read is due: the header timeout from the connection's start or the
+        // head's first byte, the idle timeout while the connection waits for its next request.
+        let mut due: Option<Instant> = None;
+        let request = loop {
+            if let Some(next) = ready_head(&stream, &mut pending) {
+                match next {
+                    Next::Ours(request, len) => {
+                        pending.drain(..len);
+                        if pending.is_empty() {
+                            // A waiting long-poll keeps no buffer.
+                            pending = Vec::new();
+                        }
+                        break request;
                     }
-                    request
+                    Next::Axum => {
+                        let _ = handoff.send((Conn::new(stream, pending, slot), addr)).await;
+                        return;
+                    }
+                    Next::Gone => return,
                 }
-                Next::Axum => {
-                    let _ = handoff.send((Conn::new(stream, pending, slot), addr)).await;
+            }
+            let limits = slot.limits();
+            let begun = first || !pending.is_empty();
+            let at = *due.get_or_insert_with(|| {
+                Instant::now()
+                    + if begun {
+                        limits.header_timeout
+                    } else {
+                        limits.idle_timeout
+                    }
+            });
+            // Boxed: its timer must not size the task of every waiting long-poll.
+            match Box::pin(wait_for_bytes(&stream, &mut pending, at, &mut closing)).await {
+                Waited::Read if !begun => due = Some(Instant::now() + limits.header_timeout),
+                Waited::Read => {}
+                Waited::TimedOut => {
+                    slot.timed_out(begun);
                     return;
                 }
-                Next::TimedOut(started) => {
-                    slot.timed_out(started);
-                    return;
-                }
-                Next::Gone => return,
+                Waited::Gone => return,
             }
         };
+        first = false;
         let Some(reply) = answer(state, &request, &stream, &mut pending).await else {
             return;
         };
@@ -180,13 +195,12 @@ enum Next {
     Ours(DocumentGet, usize),
     /// Something for axum, whose bytes so far are in `pending`.
     Axum,
-    /// No whole head in time; `true` when a request had begun (else the connection idled).
-    TimedOut(bool),
-    /// The client closed, or the server is shutting down.
+    /// The client closed.
     Gone,
 }
 
-/// The next request when its head is already there (the usual case): no timer, no wait.
+/// The next request when its head is there (the usual case: no timer, no wait); `None` while
+/// it is not whole yet.
 fn ready_head(stream: &TcpStream, pending: &mut Vec<u8>) -> Option<Next> {
     if pending.is_empty() {
         match read_more(stream, pending) {
@@ -205,49 +219,36 @@ fn ready_head(stream: &TcpStream, pending: &mut Vec<u8>) -> Option<Next> {
     }
 }
 
-/// Reads until `pending` starts with a whole request head. The first head of a connection must
-/// be whole within the header timeout of the start; a later one within the header timeout of
-/// its first byte, which may come up to the idle timeout after the last answer.
-async fn next_head(
+/// How a wait for more of a request ended.
+enum Waited {
+    /// Bytes came, appended to `pending`.
+    Read,
+    /// Nothing whole by the deadline.
+    TimedOut,
+    /// The client closed, or the server is shutting down.
+    Gone,
+}
+
+/// Waits until the socket has bytes, and appends them to `pending`; or until `due`.
+async fn wait_for_bytes(
     stream: &TcpStream,
     pending: &mut Vec<u8>,
-    limits: Limits,
-    first: bool,
+    due: Instant,
     closing: &mut watch::Receiver<bool>,
-) -> Next {
-    let mut begun = first || !pending.is_empty();
-    let wait = if begun {
-        limits.header_timeout
-    } else {
-        limits.idle_timeout
-    };
-    let deadline = tokio::time::sleep(wait);
+) -> Waited {
+    let deadline = tokio::time::sleep_until(due);
     tokio::pin!(deadline);
     loop {
-        if !pending.is_empty() {
-            match wire::head(pending) {
-                Head::Ours(request, len) => return Next::Ours(request, len),
-                Head::Axum => return Next::Axum,
-                Head::Partial if pending.len() >= MAX_HEAD => return Next::Axum,
-                Head::Partial => {}
-            }
-        }
         tokio::select! {
-            ready = stream.readable() => if ready.is_err() { return Next::Gone },
-            _ = closing.wait_for(|c| *c) => return Next::Gone,
-            () = &mut deadline => return Next::TimedOut(!pending.is_empty()),
+            ready = stream.readable() => if ready.is_err() { return Waited::Gone },
+            _ = closing.wait_for(|c| *c) => return Waited::Gone,
+            () = &mut deadline => return Waited::TimedOut,
         }
-        match read_more(stream, pending) {
-            Ok((0, _)) => return Next::Gone,
-            Ok((_, Some(request))) => return Next::Ours(request, 0),
-            Ok(_) if !begun => {
-                // The next request began: its head gets the header timeout from here.
-                begun = true;
-                deadline.as_mut().reset(Instant::now() + limits.header_timeout);
-            }
-            Ok(_) => {}
+        match read_some(stream, pending) {
+            Ok(0) => return Waited::Gone,
+            Ok(_) => return Waited::Read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Next::Gone,
+            Err(_) => return Waited::Gone,
         }
     }
 }
