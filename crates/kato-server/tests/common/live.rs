@@ -12,45 +12,12 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-use super::podman::{checked, podman};
-
-/// busybox-static with every applet (`nc`, `sed`, `printf`…).
-pub const BASE: &str = "localhost/kato-e2e/busybox-full:1";
+/// busybox-static with every applet (`nc`, `sed`, `printf`…), imported once per machine.
+pub const BASE: &str = "localhost/kato-test/busybox-full:1";
 
 /// Imports [`BASE`] once per machine.
 pub fn base_image() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if podman(&["image", "exists", BASE]).status.success() {
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        for d in ["bin", "tmp"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-        let list = std::process::Command::new("/bin/busybox")
-            .arg("--list")
-            .output()
-            .unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-            }
-        }
-        let tar = dir.path().join("image.tar");
-        let ok = std::process::Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        checked(&["import", "--quiet", tar.to_str().unwrap(), BASE]);
-    });
+    assert_eq!(kato_testkit::busybox_full_image(), BASE);
 }
 
 /// A server listening on all interfaces, telling its plug-ins `host.containers.internal` (the
