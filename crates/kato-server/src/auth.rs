@@ -62,19 +62,24 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         let token = bearer(parts).ok_or_else(|| {
             ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>` (the admin token is in the server's data dir, file admin.token)".into())
         })?;
-        let hash = hash_token(token);
-        if let Some(p) = state.cache.principal(&hash) {
-            return Ok(p);
-        }
-        let generation = state.cache.generation();
-        let record = state.store.token_by_hash(&hash).await?;
-        let principal = match record {
-            None => return Err(ApiError::Unauthorized("unknown or revoked token".into())),
-            Some(r) => r.team.map_or(Principal::Admin, Principal::Team),
-        };
-        state.cache.put_principal(generation, hash, principal.clone());
-        Ok(principal)
+        principal_of(state, token).await
     }
+}
+
+/// Whom a token stands for (the console's session cookie holds one too).
+pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal> {
+    let hash = hash_token(token);
+    if let Some(p) = state.cache.principal(&hash) {
+        return Ok(p);
+    }
+    let generation = state.cache.generation();
+    let record = state.store.token_by_hash(&hash).await?;
+    let principal = match record {
+        None => return Err(ApiError::Unauthorized("unknown or revoked token".into())),
+        Some(r) => r.team.map_or(Principal::Admin, Principal::Team),
+    };
+    state.cache.put_principal(generation, hash, principal.clone());
+    Ok(principal)
 }
 
 #[cfg(test)]

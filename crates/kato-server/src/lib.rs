@@ -267,8 +267,21 @@ pub async fn serve(
 
 /// Runs the server until `shutdown` resolves, holding its connections within `limits`.
 pub async fn serve_with(
+    config: Config,
+    limits: listener::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    serve_app(config, limits, None, shutdown).await
+}
+
+/// Pages served beside the API on the main listener (the console), made once the state exists.
+pub type Pages = Box<dyn FnOnce(Arc<AppState>) -> axum::Router + Send>;
+
+/// Runs the server, with `pages` beside the API, until `shutdown` resolves.
+pub async fn serve_app(
     mut config: Config,
     limits: listener::Limits,
+    pages: Option<Pages>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     config.data_dir = resolve_data_dir(&config.data_dir)?;
@@ -336,7 +349,22 @@ pub async fn serve_with(
         );
     }
     let connections = listener::Connections::new(limits);
-    serve_listeners(listener, pods.and_then(|p| p.listener), state, connections, shutdown).await
+    let app = app(&state, pages);
+    serve_routers(
+        listener,
+        pods.and_then(|p| p.listener),
+        state,
+        app,
+        connections,
+        shutdown,
+    )
+    .await
+}
+
+/// The main listener's router: the API, with the pages beside it.
+pub fn app(state: &Arc<AppState>, pages: Option<Pages>) -> axum::Router {
+    let pages = pages.map_or_else(axum::Router::new, |p| p(state.clone()));
+    api::router_with(state.clone(), pages)
 }
 
 /// Serves the API on a listener the caller bound, with the default [`listener::Limits`].
@@ -349,12 +377,35 @@ pub async fn serve_on(
     serve_listeners(listener, None, state, connections, shutdown).await
 }
 
+/// Serves `app` (see [`app`]) on a listener the caller bound, with the default [`listener::Limits`].
+pub async fn serve_app_on(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let connections = listener::Connections::new(listener::Limits::default());
+    serve_routers(listener, None, state, app, connections, shutdown).await
+}
+
 /// Serves the API on `listener`, and only the discovery API on `pods` (the address pods reach);
 /// `connections` counts the connections of both against their limits.
 pub async fn serve_listeners(
     listener: tokio::net::TcpListener,
     pods: Option<tokio::net::TcpListener>,
     state: Arc<AppState>,
+    connections: Arc<listener::Connections>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app = router(state.clone());
+    serve_routers(listener, pods, state, app, connections, shutdown).await
+}
+
+async fn serve_routers(
+    listener: tokio::net::TcpListener,
+    pods: Option<tokio::net::TcpListener>,
+    state: Arc<AppState>,
+    app: axum::Router,
     connections: Arc<listener::Connections>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
@@ -382,7 +433,7 @@ pub async fn serve_listeners(
         tokio::spawn(serving)
     });
     let lean = listener::lean(listener, state.clone(), connections, open);
-    listener::serve(lean, router(state), shutdown).await;
+    listener::serve(lean, app, shutdown).await;
     if let Some(pods) = pods {
         let _ = pods.await;
     }

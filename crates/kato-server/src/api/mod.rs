@@ -26,6 +26,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with `pages` (the console's, given by the binary) served beside it; a path neither
+/// knows gets the API's 404, or a page for a browser.
+pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
     let api = Router::new()
         .merge(teams::routes())
         .merge(plugins::routes())
@@ -39,10 +45,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .merge(meta::routes())
         .merge(discovery::plugin_routes())
+        .with_state(state)
+        .merge(pages)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(meta::count_requests))
-        .with_state(state)
 }
 
 /// What the address pods reach serves: the discovery API (and its Rainbond-compatible path)
@@ -61,8 +68,22 @@ async fn only_discovery() -> ApiError {
     )
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such path: see /api/v1/openapi.json for the API".into())
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let browser = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::response::Html(
+                "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found · Kato</title>\
+                 <main><h1>Not found</h1><p>No page at this address. <a href=\"/\">Go to the console</a>.</p></main></html>",
+            ),
+        )
+            .into_response();
+    }
+    ApiError::NotFound("no such path: see /api/v1/openapi.json for the API".into()).into_response()
 }
 
 async fn method_not_allowed(req: Request) -> impl IntoResponse {

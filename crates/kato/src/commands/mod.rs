@@ -58,7 +58,13 @@ async fn serve(g: &Global, s: Serve) -> Result<()> {
         idle_timeout: s.idle_timeout,
         max_connections: s.max_connections as usize,
     };
-    kato_server::serve_with(server_config(g, s)?, limits, shutdown_signal()).await?;
+    kato_server::serve_app(
+        server_config(g, s)?,
+        limits,
+        Some(kato_console::pages()),
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

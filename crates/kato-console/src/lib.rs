@@ -1,0 +1,49 @@
+//! Kato's web console: pages rendered on the server over the REST API, served by `kato serve`
+//! at `/`.
+//!
+//! Every page reads and writes through the API itself, called in-process with the session's
+//! token ([`api::Api`]): the console sees exactly what that token may see, and a form is checked
+//! by the same validation as a request to `/api/v1`. Forms work without JavaScript; the one
+//! script, `console.js`, adds the live parts (build and container logs, discovery acks) over
+//! server-sent events, validation as the user types, and the log viewer's controls.
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod assets;
+pub mod form;
+mod pages;
+pub mod session;
+mod view;
+
+use std::sync::Arc;
+
+use axum::Router;
+use kato_server::AppState;
+
+pub use api::{Api, Failure};
+pub use session::Session;
+
+/// What every page handler shares.
+#[derive(Clone)]
+pub struct Console {
+    pub state: Arc<AppState>,
+    pub api: Api,
+}
+
+/// The console's routes, for [`kato_server::serve_app`]: `kato serve` passes this.
+pub fn pages() -> kato_server::Pages {
+    Box::new(router)
+}
+
+/// The console's routes over `state` (without the API, which the server serves beside them).
+pub fn router(state: Arc<AppState>) -> Router {
+    let console = Console {
+        api: Api::new(kato_server::router(state.clone())),
+        state,
+    };
+    Router::new()
+        .merge(assets::routes())
+        .merge(session::routes())
+        .merge(pages::routes())
+        .with_state(console)
+}
