@@ -28,3 +28,10 @@ need_pip() {
   python3 -m pip install --quiet "$pkg" || python3 -m pip install --quiet --break-system-packages "$pkg"
   hash -r
 }
+
+# Node.js and npm for the console's browser test (playwright-core and axe-core from the npm
+# registry): the machine's own when it has one, else Debian's.
+need_node() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+  need_packages nodejs npm
+}

@@ -3,11 +3,13 @@
 //! the admin token there. Only the ports differ from the defaults, so that the test does not
 //! collide with a server the user runs (the README walk-through test runs on the defaults).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kato_testkit::{GitRepo, busybox_full_image, containers_conf};
+mod common;
+
+use common::{Server, free_port};
+use kato_testkit::{GitRepo, busybox_full_image};
 use serde_json::Value;
 
 const TEAM: &str = "oobox";
@@ -32,128 +34,6 @@ while true; do
 done
 "#;
 
-/// `kato serve` in `dir`; killed on drop, with its pods.
-struct Server {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let label = format!("label=kato/team={TEAM}");
-        let pods = podman(&["pod", "ps", "-q", "--filter", &label]);
-        for pod in String::from_utf8_lossy(&pods.stdout).split_whitespace() {
-            podman(&["pod", "rm", "--force", "--time", "0", pod]);
-        }
-    }
-}
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", containers_conf())
-        .output()
-        .expect("podman runs")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    /// No `--data-dir`, no `--public-url`, no CONTAINERS_CONF: what `scripts/serve` runs.
-    fn start(dir: &Path) -> Server {
-        let (port, registry) = (free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_kato"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--local-registry", &format!("127.0.0.1:{registry}")])
-            .current_dir(dir)
-            .env_remove("KATO_DATA_DIR")
-            .env_remove("KATO_PUBLIC_URL")
-            .env_remove("KATO_DATABASE_URL")
-            .env_remove("KATO_TARGET")
-            .env_remove("KATO_REGISTRY")
-            .env_remove("CONTAINERS_CONF")
-            .stdout(std::fs::File::create(dir.join("serve.out")).unwrap())
-            .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            dir: dir.to_owned(),
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        s.wait_for("the server to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        });
-        s
-    }
-
-    fn output(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        format!("{}{}", read("serve.out"), read("serve.err"))
-    }
-
-    /// The CLI, run from the server's working directory with no `--data-dir` and no token.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kato"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("KATO_DATA_DIR")
-            .env_remove("KATO_TOKEN")
-            .env("KATO_SERVER", &self.url)
-            .env("KATO_TEAM", TEAM)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kato {args:?} failed: {}{}\nserver:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout),
-            self.output()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Polls `probe` until it gives a value (bounded: two minutes); a timeout shows what the
-    /// last probe saw.
-    fn wait_for<T>(&self, what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let seen = match probe() {
-                Ok(v) => return v,
-                Err(seen) => seen,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "waited for {what}; last seen: {seen}\nserver:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn wait_logs(&self, container: &str, needle: &str) -> String {
-        self.wait_for(&format!("`{needle}` in the logs of {container}"), || {
-            let logs = self.ok(&["logs", "web", "-c", container, "--tail", "4"]);
-            if logs.contains(needle) { Ok(logs) } else { Err(logs) }
-        })
-    }
-}
-
 #[test]
 fn a_server_on_its_default_data_dir_builds_deploys_and_serves_discovery_to_its_pods() {
     let work = tempfile::tempdir().unwrap();
@@ -167,7 +47,7 @@ fn a_server_on_its_default_data_dir_builds_deploys_and_serves_discovery_to_its_p
     )
     .write("plugin.sh", PLUGIN_SH)
     .commit("a plug-in that reads its discovery document");
-    let server = Server::start(work.path());
+    let server = Server::start(work.path(), TEAM);
 
     // The data dir is the relative default, resolved against the server's working directory.
     let data = work.path().join("kato-data");
@@ -204,14 +84,15 @@ fn a_server_on_its_default_data_dir_builds_deploys_and_serves_discovery_to_its_p
     server.ok(&["deploy", "web"]);
 
     // The plug-in reaches the discovery API at the address the server told it, with no flags.
-    server.wait_logs("plugin-hello", "\"base\":{\"GREETING\":\"hello\"}");
+    server.wait_logs("web", "plugin-hello", "\"base\":{\"GREETING\":\"hello\"}");
     server.wait_logs(
+        "web",
         "plugin-hello",
         "compat {\"base_normal\":{\"options\":{\"GREETING\":\"hello\"}}",
     );
     // A changed value reaches the running plug-in.
     server.ok(&["install", "web", "hello", "--set", "GREETING=bye"]);
-    server.wait_logs("plugin-hello", "\"base\":{\"GREETING\":\"bye\"}");
+    server.wait_logs("web", "plugin-hello", "\"base\":{\"GREETING\":\"bye\"}");
 
     // That address serves plug-ins the discovery API and nothing else: the admin API stays on
     // loopback.
