@@ -23,6 +23,11 @@ use kato_server::AppState;
 pub use api::{Api, Failure};
 pub use session::Session;
 
+/// The URLs of the stylesheet and the script every page loads.
+pub fn assets_urls() -> (String, String) {
+    (assets::css_url(), assets::js_url())
+}
+
 /// What every page handler shares.
 #[derive(Clone)]
 pub struct Console {
