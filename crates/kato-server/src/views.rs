@@ -1,7 +1,9 @@
 //! JSON shapes the API answers with. Secret values never leave through here.
 
-use kato_model::{Installation, PluginSpec, Version};
-use kato_store::{InstallationRecord, PluginRecord, VersionRecord};
+use std::borrow::Cow;
+
+use kato_model::{Installation, PluginSpec, Version, VersionStatus};
+use kato_store::{InstallationRecord, PluginRecord, PluginSummary, VersionRecord};
 use serde_json::{Value, json};
 
 /// A plug-in's draft as clients see it: the defaults of secret items replaced by the list of
@@ -11,6 +13,56 @@ pub fn plugin(r: &PluginRecord) -> Value {
     v["created_at"] = r.created_at.clone().into();
     v["updated_at"] = r.updated_at.clone().into();
     v
+}
+
+/// The team's list of plug-ins as JSON: each entry is the draft as [`plugin`] shows it, with
+/// `latest_version` (`{number, status}` of the newest version, `null` before the first) and
+/// `used_by` (how many components install it). Written straight to bytes, without a `Value`
+/// tree per entry: a team of 1,000 plug-ins is ~0.5 MB.
+pub fn plugin_list(list: &[PluginSummary]) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Latest {
+        number: u32,
+        status: VersionStatus,
+    }
+    #[derive(serde::Serialize)]
+    struct Entry<'a> {
+        #[serde(flatten)]
+        spec: Cow<'a, PluginSpec>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        secret_defaults_set: Vec<String>,
+        created_at: &'a str,
+        updated_at: &'a str,
+        latest_version: Option<Latest>,
+        used_by: u64,
+    }
+    let entries: Vec<Entry> = list
+        .iter()
+        .map(|s| {
+            let spec = &s.plugin.spec;
+            let secret = spec
+                .config_groups
+                .iter()
+                .flat_map(|g| &g.items)
+                .any(|i| i.secret && i.default.is_some());
+            // Only a draft with a secret default needs the redacted copy.
+            let (spec, secret_defaults_set) = if secret {
+                let (shown, hidden) = spec.redacted();
+                (Cow::Owned(shown), hidden)
+            } else {
+                (Cow::Borrowed(spec), Vec::new())
+            };
+            Entry {
+                spec,
+                secret_defaults_set,
+                created_at: &s.plugin.created_at,
+                updated_at: &s.plugin.updated_at,
+                latest_version: s.latest_version.map(|(number, status)| Latest { number, status }),
+                used_by: s.used_by,
+            }
+        })
+        .collect();
+    serde_json::to_vec(&entries)
 }
 
 pub fn version(r: &VersionRecord) -> Value {

@@ -241,3 +241,181 @@ async fn deleting_a_plugin_in_use_needs_force_and_uninstalls_everywhere() {
     s.ok(Method::GET, "/teams/demo/plugins/p", None, StatusCode::NOT_FOUND)
         .await;
 }
+
+#[tokio::test]
+async fn the_list_shows_each_plugins_newest_version_and_how_many_components_install_it() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let image = s.image("demo/p").await;
+    s.plugin(
+        "demo",
+        json!({"name": "p", "kind": "general", "source": {"image": image}}),
+    )
+    .await;
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins",
+        Some(json!({"name": "draft", "kind": "init", "source": {"image": image}})),
+        StatusCode::CREATED,
+    )
+    .await;
+    for c in ["web", "api"] {
+        s.ok(
+            Method::POST,
+            "/teams/demo/components",
+            Some(json!({"name": c, "image": "nginx"})),
+            StatusCode::CREATED,
+        )
+        .await;
+        s.ok(
+            Method::PUT,
+            &format!("/teams/demo/components/{c}/plugins/p"),
+            Some(json!({})),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    let first = s.ok(Method::GET, "/teams/demo/plugins", None, StatusCode::OK).await;
+    assert_eq!(first[1]["latest_version"], json!({"number": 1, "status": "succeeded"}));
+    // Version 2 fails (its image is gone): the list shows the newest, whatever its status.
+    let gone = format!("{}/demo/gone:1", s.registry.host());
+    s.ok(
+        Method::PATCH,
+        "/teams/demo/plugins/p",
+        Some(json!({"source": {"image": gone}})),
+        StatusCode::OK,
+    )
+    .await;
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins/p/versions",
+        None,
+        StatusCode::CREATED,
+    )
+    .await;
+    let list = s.ok(Method::GET, "/teams/demo/plugins", None, StatusCode::OK).await;
+    let shown: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].clone(), p["latest_version"].clone(), p["used_by"].clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (json!("draft"), json!(null), json!(0)),
+            (json!("p"), json!({"number": 2, "status": "failed"}), json!(2)),
+        ]
+    );
+    // Beside those, each entry is the draft as GET shows it, secret defaults left out.
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins",
+        Some(json!({"name": "secret", "kind": "general", "source": {"image": image},
+            "config_groups": [{"name": "g", "items": [{"name": "TOKEN", "secret": true, "default": "s3cr3t"}, {"name": "LEVEL", "default": "info"}]}]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let list = s.ok(Method::GET, "/teams/demo/plugins", None, StatusCode::OK).await;
+    assert!(!list.to_string().contains("s3cr3t"));
+    for (n, name) in [(1, "p"), (2, "secret")] {
+        let mut entry = list[n].clone();
+        let one = s
+            .ok(
+                Method::GET,
+                &format!("/teams/demo/plugins/{name}"),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+        entry
+            .as_object_mut()
+            .unwrap()
+            .retain(|k, _| k != "latest_version" && k != "used_by");
+        assert_eq!(entry, one);
+    }
+    assert_eq!(list[2]["secret_defaults_set"], json!(["g.TOKEN"]));
+}
+
+#[tokio::test]
+async fn a_dry_run_patch_answers_the_draft_it_would_make_and_saves_nothing() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let token = s
+        .ok(
+            Method::POST,
+            "/teams/demo/tokens",
+            Some(json!({"name": "t"})),
+            StatusCode::CREATED,
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(
+        Method::POST,
+        "/teams/demo/plugins",
+        Some(json!({"name": "p", "kind": "general", "source": {"image": "busybox:1"},
+            "config_groups": [{"name": "g", "items": [{"name": "TOKEN", "secret": true, "default": "s3cr3t"}]}]})),
+        StatusCode::CREATED,
+    )
+    .await;
+    let before = s.snapshot("demo").await;
+    let would = s
+        .ok(
+            Method::PATCH,
+            "/teams/demo/plugins/p?dry_run=true",
+            Some(json!({"memory_mib": 256, "config_groups": [{"name": "g", "items": [{"name": "TOKEN", "secret": true}]}]})),
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(would["memory_mib"], 256);
+    assert_eq!(
+        would["secret_defaults_set"],
+        json!(["g.TOKEN"]),
+        "the secret default is kept"
+    );
+    assert!(!would.to_string().contains("s3cr3t"));
+    // The same rules as a save, each error naming its field.
+    let cases = [
+        (
+            json!({"config_groups": [{"name": "g", "meta": "component-port", "injection": "env"}]}),
+            "config_groups[0].injection",
+        ),
+        (
+            json!({"config_groups": [{"name": "g", "items": [{"name": "bad-name"}]}]}),
+            "body",
+        ),
+        (
+            json!({"source": {"image": null, "dockerfile": {"repo": "/srv/repo"}}}),
+            "source.dockerfile.repo",
+        ),
+    ];
+    for (patch, field) in cases {
+        let (status, e) = s
+            .call_as(
+                &token,
+                Method::PATCH,
+                "/teams/demo/plugins/p?dry_run=true",
+                Some(patch.clone()),
+            )
+            .await;
+        assert!(status.is_client_error(), "{patch}: {e}");
+        assert_eq!(e["error"]["field"], field, "{patch}: {e}");
+    }
+    let (_, e) = s
+        .call(
+            Method::PATCH,
+            "/teams/demo/plugins/p?dry_run=true",
+            Some(json!({"config_groups": [{"name": "g", "items": [{"name": "bad-name"}]}]})),
+        )
+        .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config_groups[0].items[0].name: invalid env variable name `bad-name`"),
+        "a patch's parse error names the path, as a POST's does: {e}"
+    );
+    assert_eq!(s.snapshot("demo").await, before, "nothing was saved");
+}

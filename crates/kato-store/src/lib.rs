@@ -29,7 +29,7 @@ mod store;
 mod teams;
 mod versions;
 
-use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version};
+use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version, VersionStatus};
 
 pub use codec::now;
 pub use credentials::{CredentialRecord, NewCredential, Secret, SshIdentity};
@@ -74,6 +74,16 @@ pub struct PluginRecord {
     pub spec: PluginSpec,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A plug-in's draft with what a list of plug-ins shows beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSummary {
+    pub plugin: PluginRecord,
+    /// The number and status of the newest version still kept, if any.
+    pub latest_version: Option<(u32, VersionStatus)>,
+    /// How many components of the team install it.
+    pub used_by: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

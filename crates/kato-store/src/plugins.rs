@@ -3,13 +3,13 @@
 use kato_model::{PluginName, PluginSpec, TeamName};
 use sqlx::any::AnyExecutor;
 
-use crate::codec::now;
+use crate::codec::{now, number, status};
 use crate::installations::installations_of_plugin;
 use crate::keys::{Keyring, SecretKey};
 use crate::sealing::{Part, open_doc, place, seal_doc};
 use crate::store::sealed_reads;
 use crate::teams::{no_team, team_exists};
-use crate::{PluginRecord, StoreError, Tx};
+use crate::{PluginRecord, PluginSummary, StoreError, Tx};
 
 pub(crate) fn no_plugin(team: &TeamName, plugin: &PluginName) -> StoreError {
     StoreError::NotFound(format!("plug-in `{plugin}` does not exist in team `{team}`"))
@@ -19,10 +19,15 @@ sealed_reads! {
     fn get_plugin(team: &TeamName, plugin: &PluginName) -> Option<PluginRecord>;
     /// The team's plug-ins by name.
     fn list_plugins(team: &TeamName) -> Vec<PluginRecord>;
+    /// The team's plug-ins by name, each with its newest version and how many components
+    /// install it: one query, whatever the number of plug-ins.
+    fn list_plugin_summaries(team: &TeamName) -> Vec<PluginSummary>;
 }
 
 /// name, spec, sealed defaults, created_at, updated_at.
 type PluginRow = (String, String, String, String, String);
+/// A [`PluginRow`], then the newest version's number and status, and the count of installations.
+type SummaryRow = (String, String, String, String, String, Option<i64>, Option<String>, i64);
 
 fn sealed_at(team: &TeamName, plugin: &str) -> String {
     place("plugins", &[team.as_str(), plugin], "sealed_defaults")
@@ -77,6 +82,38 @@ async fn list_plugins<'e>(
     .fetch_all(e)
     .await?;
     rows.into_iter().map(|r| plugin(keys, team, r)).collect()
+}
+
+async fn list_plugin_summaries<'e>(
+    e: impl AnyExecutor<'e>,
+    keys: &Keyring,
+    team: &TeamName,
+) -> Result<Vec<PluginSummary>, StoreError> {
+    // Both subqueries are index look-ups: the newest version by the versions' primary key,
+    // the count by `installations_by_plugin`.
+    let rows: Vec<SummaryRow> = sqlx::query_as(
+        "SELECT p.name, p.spec, p.sealed_defaults, p.created_at, p.updated_at, v.number, v.status, \
+         (SELECT COUNT(*) FROM installations i WHERE i.team = p.team AND i.plugin = p.name) \
+         FROM plugins p LEFT JOIN versions v ON v.team = p.team AND v.plugin = p.name \
+         AND v.number = (SELECT MAX(w.number) FROM versions w WHERE w.team = p.team AND w.plugin = p.name) \
+         WHERE p.team = $1 ORDER BY p.name",
+    )
+    .bind(team.as_str())
+    .fetch_all(e)
+    .await?;
+    rows.into_iter()
+        .map(|(name, spec, sealed, created_at, updated_at, n, st, used_by)| {
+            let latest_version = match (n, st) {
+                (Some(n), Some(st)) => Some((number(n)?, status(&st)?)),
+                _ => None,
+            };
+            Ok(PluginSummary {
+                plugin: plugin(keys, team, (name, spec, sealed, created_at, updated_at))?,
+                latest_version,
+                used_by: u64::try_from(used_by).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 impl Tx {

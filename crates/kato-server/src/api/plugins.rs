@@ -73,14 +73,26 @@ async fn create_plugin(
     Ok((StatusCode::CREATED, Json(views::plugin(&record))))
 }
 
+/// The team's plug-ins with their newest version and users: one query, and on a single-process
+/// server kept until the next write (a team of 1,000 plug-ins is ~0.5 MB of JSON to build).
 async fn list_plugins(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path(team): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let team = crate::ops::existing_team(&state, &who, &team).await?;
-    let plugins = state.store.list_plugins(&team).await?;
-    Ok(Json(Value::Array(plugins.iter().map(views::plugin).collect())))
+    let key = format!("plugins/{team}");
+    let body = match state.cache.body(&key) {
+        Some(b) => b,
+        None => {
+            let generation = state.cache.generation();
+            let plugins = state.store.list_plugin_summaries(&team).await?;
+            let body = Bytes::from(views::plugin_list(&plugins).map_err(|e| ApiError::Internal(e.to_string()))?);
+            state.cache.put_body(generation, key, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn get_plugin(
@@ -110,11 +122,19 @@ async fn get_plugin(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+#[derive(Deserialize)]
+struct PatchQuery {
+    /// Check the patch as a save would, and answer the draft it would make, without saving.
+    #[serde(default)]
+    dry_run: bool,
+}
+
 /// RFC 7386 JSON merge patch over the draft; the name cannot change.
 async fn patch_plugin(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path((team, plugin)): Path<(String, String)>,
+    Query(q): Query<PatchQuery>,
     Body(patch): Body<Value>,
 ) -> ApiResult<Json<Value>> {
     let (team, plugin) = names(&team, &plugin)?;
@@ -133,25 +153,22 @@ async fn patch_plugin(
             "a plug-in cannot be renamed: create a new plug-in instead",
         ));
     }
+    if q.dry_run {
+        // Read outside a write transaction: checking as the user types never waits for writers.
+        let current = state
+            .store
+            .get_plugin(&team, &plugin)
+            .await?
+            .ok_or_else(|| no_plugin(&team, &plugin))?;
+        let spec = patched(&state, &who, &team, &current.spec, &patch)?;
+        return Ok(Json(views::plugin(&kato_store::PluginRecord { spec, ..current })));
+    }
     let mut tx = state.begin().await?;
     let current = tx
         .get_plugin(&team, &plugin)
         .await?
         .ok_or_else(|| no_plugin(&team, &plugin))?;
-    let mut doc = serde_json::to_value(&current.spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    merge_patch(&mut doc, &patch);
-    let mut spec: PluginSpec = serde_json::from_value(doc).map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    // Groups sent back as a GET showed them (secret defaults left out) keep those defaults.
-    spec.keep_secret_defaults_from(&current.spec);
-    spec.validate()?;
-    crate::policy::check_source(
-        &who,
-        state.builds.settings.allow_local_repos,
-        &spec.source,
-        Some(&current.spec.source),
-        "",
-    )?;
-    crate::policy::check_plugin_image(&state.builds, &team, &spec.source, "")?;
+    let spec = patched(&state, &who, &team, &current.spec, &patch)?;
     if spec != current.spec {
         tx.update_plugin(&team, &spec).await?;
     }
@@ -161,6 +178,33 @@ async fn patch_plugin(
         .ok_or_else(|| no_plugin(&team, &plugin))?;
     state.commit(tx).await?;
     Ok(Json(views::plugin(&record)))
+}
+
+/// The draft `patch` makes of `current`, checked as every save is checked.
+fn patched(
+    state: &AppState,
+    who: &Principal,
+    team: &TeamName,
+    current: &PluginSpec,
+    patch: &Value,
+) -> ApiResult<PluginSpec> {
+    let mut doc = serde_json::to_value(current).map_err(|e| ApiError::Internal(e.to_string()))?;
+    merge_patch(&mut doc, patch);
+    // The error names the field's path, as a POST's does.
+    let mut spec: PluginSpec =
+        serde_path_to_error::deserialize(doc).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    // Groups sent back as a GET showed them (secret defaults left out) keep those defaults.
+    spec.keep_secret_defaults_from(current);
+    spec.validate()?;
+    crate::policy::check_source(
+        who,
+        state.builds.settings.allow_local_repos,
+        &spec.source,
+        Some(&current.source),
+        "",
+    )?;
+    crate::policy::check_plugin_image(&state.builds, team, &spec.source, "")?;
+    Ok(spec)
 }
 
 fn merge_patch(target: &mut Value, patch: &Value) {

@@ -211,3 +211,84 @@ pub async fn deleting_a_component_removes_its_installations(db: Db) {
     assert!(tx.delete_version(&t, &plugin_name("a"), 1).await.unwrap());
     tx.commit().await.unwrap();
 }
+
+pub async fn plugin_summaries_show_the_newest_version_and_how_many_components_install_it(db: Db) {
+    let store = db.store;
+    seeded(&store).await;
+    let (t, other) = (team("t"), team("u"));
+    let mut tx = store.begin().await.unwrap();
+    // `a`: version 2 building (the newest, whatever the status); installed on web and db.
+    tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Building)
+        .await
+        .unwrap();
+    for c in ["web", "db"] {
+        tx.put_installation(
+            &t,
+            &component_name(c),
+            &installation("a", 1, 1),
+            &cred(&format!("a-{c}")),
+        )
+        .await
+        .unwrap();
+    }
+    // `b`: its only version deleted, so none; `c`: version 1 on web; `d`: a draft only.
+    assert!(tx.delete_version(&t, &plugin_name("b"), 1).await.unwrap());
+    tx.put_installation(&t, &component_name("web"), &installation("c", 1, 1), &cred("c-web"))
+        .await
+        .unwrap();
+    tx.insert_plugin(&t, &plugin("d")).await.unwrap();
+    // Another team's plug-in of the same name, versions and installations count for nothing here.
+    tx.create_team(&other).await.unwrap();
+    tx.insert_plugin(&other, &plugin("a")).await.unwrap();
+    for _ in 0..3 {
+        tx.insert_version(&other, &plugin_name("a"), &plugin("a"), VersionStatus::Queued)
+            .await
+            .unwrap();
+    }
+    tx.insert_component(&other, &component("web", &[])).await.unwrap();
+    tx.finish_version(
+        &other,
+        &plugin_name("a"),
+        1,
+        VersionStatus::Succeeded,
+        Some("i@sha256:1"),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.put_installation(&other, &component_name("web"), &installation("a", 1, 1), &cred("u-a"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let got: Vec<_> = store
+        .list_plugin_summaries(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.plugin.spec.name.to_string(), s.latest_version, s.used_by))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a".to_owned(), Some((2, VersionStatus::Building)), 2),
+            ("b".to_owned(), None, 0),
+            ("c".to_owned(), Some((1, VersionStatus::Succeeded)), 1),
+            ("d".to_owned(), None, 0),
+        ]
+    );
+    // The drafts are the ones `list_plugins` answers.
+    let drafts: Vec<_> = store
+        .list_plugin_summaries(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.plugin)
+        .collect();
+    assert_eq!(drafts, store.list_plugins(&t).await.unwrap());
+    let theirs = store.list_plugin_summaries(&other).await.unwrap();
+    assert_eq!(
+        (theirs.len(), theirs[0].latest_version, theirs[0].used_by),
+        (1, Some((3, VersionStatus::Queued)), 1)
+    );
+}

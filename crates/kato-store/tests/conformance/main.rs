@@ -38,6 +38,7 @@ conformance! {
     install_order_is_kept_on_update,
     install_needs_component_and_version,
     versions_and_plugins_in_use_are_refused,
+    plugin_summaries_show_the_newest_version_and_how_many_components_install_it,
     deleting_a_component_removes_its_installations,
     rollback_leaves_everything_as_it_was,
     domain_errors_leave_the_transaction_usable,
