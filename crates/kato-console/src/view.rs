@@ -18,6 +18,7 @@ pub fn page<T: askama::Template>(t: &T) -> Response {
 }
 
 /// A fragment (for a script to place in a page), rendered like a page.
+#[allow(dead_code)]
 pub fn fragment<T: askama::Template>(t: &T) -> Response {
     page(t)
 }
@@ -137,6 +138,8 @@ pub fn csrf_refused() -> Response {
 }
 
 /// Checks a posted form's CSRF value (or the script's header) against the session's.
+// The refusal is the response itself, built once per refused request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 pub fn check_csrf(session: &Session, form: &crate::form::Fields) -> Result<(), Response> {
     if form.get("_csrf") == Some(session.csrf.as_str()) {
         Ok(())
@@ -147,7 +150,7 @@ pub fn check_csrf(session: &Session, form: &crate::form::Fields) -> Result<(), R
 
 /// Formats a size in MiB as people read it.
 pub fn mib(m: u64) -> String {
-    if m >= 1024 && m % 1024 == 0 {
+    if m >= 1024 && m.is_multiple_of(1024) {
         format!("{} GiB", m / 1024)
     } else {
         format!("{m} MiB")

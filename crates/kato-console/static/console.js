@@ -87,7 +87,8 @@
     const search = viewer.querySelector("input[type=search]");
     const pause = viewer.querySelector("[data-pause]");
     let paused = false, held = [], needle = "";
-    const all = [];
+    // Lines the page came with (a log as stored so far) are part of the download too.
+    const all = Array.from(out.querySelectorAll(":scope > div"), (row) => row.textContent);
     const show = (row) => { row.hidden = needle !== "" && !row.textContent.toLowerCase().includes(needle); };
     const append = (text) => {
       const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 8;
