@@ -42,6 +42,9 @@ impl AppState {
         tx.commit().await?;
         self.cache.invalidate();
         self.discovery.hub.refresh(&self.store, &touched).await;
+        if !touched.is_empty() {
+            self.discovery.announce();
+        }
         self.reconciler.wake();
         Ok(())
     }

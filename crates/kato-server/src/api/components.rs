@@ -83,16 +83,26 @@ async fn put_component(
     Ok((status, Json(component_view(&spec))))
 }
 
+/// The team's components; the answer is kept until the next write (a console lists thousands).
 async fn list_components(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path(team): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let team = crate::ops::existing_team(&state, &who, &team).await?;
-    let list = state.store.list_components(&team).await?;
-    Ok(Json(Value::Array(
-        list.iter().map(|c| component_view(&c.spec)).collect(),
-    )))
+    let key = format!("components/{team}");
+    let body = match state.cache.body(&key) {
+        Some(b) => b,
+        None => {
+            let generation = state.cache.generation();
+            let list = state.store.list_components(&team).await?;
+            let specs: Vec<&ComponentSpec> = list.iter().map(|c| &c.spec).collect();
+            let body = Bytes::from(serde_json::to_vec(&specs).map_err(|e| ApiError::Internal(e.to_string()))?);
+            state.cache.put_body(generation, key, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn get_component(

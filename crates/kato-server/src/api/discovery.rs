@@ -297,6 +297,7 @@ async fn ack(
     let mut tx = state.begin().await?;
     tx.put_ack(&key.team, &key.component, &record).await?;
     state.commit(tx).await?;
+    state.discovery.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -21,6 +21,11 @@ pub use token::TokenKey;
 pub struct Discovery {
     pub key: TokenKey,
     pub hub: Hub,
+    /// Bumped after each commit that touched an installation and after each ack stored by this
+    /// server (and on each change another replica announces): what pages showing revisions and
+    /// acks wait on. Acks stored by another replica are not announced, so such pages also
+    /// look again now and then.
+    activity: tokio::sync::watch::Sender<u64>,
 }
 
 impl Discovery {
@@ -28,7 +33,18 @@ impl Discovery {
         Discovery {
             key,
             hub: Hub::default(),
+            activity: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Tells every [`Discovery::activity`] receiver that an installation or its acks changed.
+    pub fn announce(&self) {
+        self.activity.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes after each [`Discovery::announce`].
+    pub fn activity(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.activity.subscribe()
     }
 
     /// The clear token of an installation, for rendering `KATO_DISCOVERY_TOKEN`.
@@ -104,6 +120,7 @@ pub async fn follow_changes(store: &Store, discovery: Arc<Discovery>) -> Result<
                 DiscoveryEvent::Changed(key) => discovery.hub.refresh(&store, &[key]).await,
                 DiscoveryEvent::Resync => discovery.hub.resync(&store).await,
             }
+            discovery.announce();
         }
     });
     Ok(())
@@ -125,8 +142,8 @@ pub async fn backfill_hashes(store: &Store, key: &TokenKey) -> Result<usize, kat
     Ok(missing.len())
 }
 
-/// Per plug-in of a component, what each pod reported: the revision it applied last and the
-/// revisions it rejected since, with their messages. This is what the component's status and
+/// Per plug-in of a component, what each pod reported: the revision it applied last (with the
+/// plug-in's message, e.g. what it made of it) and the revisions it rejected since, with theirs. This is what the component's status and
 /// the installation's view show.
 pub async fn pod_reports(
     store: &Store,
@@ -139,11 +156,14 @@ pub async fn pod_reports(
             .entry(ack.plugin.clone())
             .or_default()
             .entry(ack.pod.clone())
-            .or_insert_with(|| json!({"pod": ack.pod, "applied_revision": null, "applied_at": null, "rejected": []}));
+            .or_insert_with(|| {
+                json!({"pod": ack.pod, "applied_revision": null, "applied_at": null, "applied_message": null, "rejected": []})
+            });
         match ack.status {
             AckStatus::Applied => {
                 pod["applied_revision"] = ack.revision.into();
                 pod["applied_at"] = ack.at.into();
+                pod["applied_message"] = ack.message.into();
             }
             AckStatus::Rejected => {
                 if let Some(list) = pod["rejected"].as_array_mut() {

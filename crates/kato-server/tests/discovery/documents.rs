@@ -197,7 +197,7 @@ async fn acks_show_per_pod_and_malformed_ones_are_refused() {
         }
     };
     for body in [
-        json!({"revision": r1, "pod": "web-1", "status": "applied"}),
+        json!({"revision": r1, "pod": "web-1", "status": "applied", "message": "LEVEL info in use"}),
         json!({"revision": r2, "pod": "web-1", "status": "rejected", "message": "LEVEL nonsense is unknown"}),
         json!({"revision": r2, "pod": "web-2", "status": "applied", "message": ""}),
     ] {
@@ -214,6 +214,7 @@ async fn acks_show_per_pod_and_malformed_ones_are_refused() {
         .await;
     assert_eq!(i["pods"][0]["pod"], "web-1", "{i}");
     assert_eq!(i["pods"][0]["applied_revision"], r1);
+    assert_eq!(i["pods"][0]["applied_message"], "LEVEL info in use");
     assert_eq!(i["pods"][0]["rejected"][0]["revision"], r2);
     assert_eq!(i["pods"][0]["rejected"][0]["message"], "LEVEL nonsense is unknown");
     assert_eq!(i["pods"][1]["applied_revision"], r2);
@@ -254,6 +255,45 @@ async fn acks_show_per_pod_and_malformed_ones_are_refused() {
         )
         .await;
     assert_eq!(i["pods"], before, "a refused ack changes nothing");
+}
+
+/// Pages that show revisions and acks wait on `Discovery::activity`: an ack and a change of
+/// values each wake it; a change that touches no installation does not.
+#[tokio::test]
+async fn acks_and_installation_changes_are_announced() {
+    let s = setup().await;
+    let tok = token(&s, "web", "mesh").await;
+    let mut activity = s.state.discovery.activity();
+    activity.borrow_and_update();
+    let r = revision(&s, &tok).await;
+    let body = json!({"revision": r, "pod": "web-1", "status": "applied"}).to_string();
+    let a = send(
+        s.router.clone(),
+        Method::POST,
+        &format!("{DOC}/ack"),
+        Some(&tok),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    assert!(activity.has_changed().unwrap(), "an ack is announced");
+    activity.borrow_and_update();
+    s.ok(
+        Method::POST,
+        "/teams",
+        Some(json!({"name": "quiet"})),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert!(!activity.has_changed().unwrap(), "a new team touches no installation");
+    s.ok(
+        Method::PUT,
+        "/teams/demo/components/web/plugins/mesh",
+        Some(json!({"values": {"base": {"LEVEL": "warn"}}})),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(activity.has_changed().unwrap(), "a change of values is announced");
 }
 
 #[tokio::test]
