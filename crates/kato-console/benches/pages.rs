@@ -81,7 +81,11 @@ impl Bench {
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        assert!(status.is_success(), "{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
+        assert!(
+            status.is_success(),
+            "{method} {path}: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     }
 
@@ -177,16 +181,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn pages() -> Vec<(&'static str, String)> {
     vec![
         ("plug-in list", format!("/teams/{TEAM}/plugins")),
-        ("plug-in list, searched", format!("/teams/{TEAM}/plugins?q=p05&kind=general")),
+        (
+            "plug-in list, searched",
+            format!("/teams/{TEAM}/plugins?q=p05&kind=general"),
+        ),
         ("new plug-in", format!("/teams/{TEAM}/plugins/new")),
-        ("plug-in (draft, groups, versions)", format!("/teams/{TEAM}/plugins/p0500")),
+        (
+            "plug-in (draft, groups, versions)",
+            format!("/teams/{TEAM}/plugins/p0500"),
+        ),
         ("version (build log)", format!("/teams/{TEAM}/plugins/p0500/versions/1")),
         ("component list", format!("/teams/{TEAM}/components")),
         ("new component", format!("/teams/{TEAM}/components/new")),
         ("component overview", format!("/teams/{TEAM}/components/c0500")),
         ("component plug-ins", format!("/teams/{TEAM}/components/c0500/plugins")),
-        ("component status and logs", format!("/teams/{TEAM}/components/c0500/status")),
-        ("component manifests", format!("/teams/{TEAM}/components/c0500/manifests")),
+        (
+            "component status and logs",
+            format!("/teams/{TEAM}/components/c0500/status"),
+        ),
+        (
+            "component manifests",
+            format!("/teams/{TEAM}/components/c0500/manifests"),
+        ),
         ("team settings", format!("/teams/{TEAM}/settings")),
         ("teams", "/teams".to_owned()),
     ]
@@ -239,4 +255,170 @@ async fn main() {
         );
     }
     let _ = &bench.state;
+    if std::env::var_os("KATO_BENCH_SKIP_LIVE").is_none() {
+        live(quick).await;
+    }
+}
+
+/// The host's `/proc/uptime`, the clock a container's `cat /proc/uptime` reads too.
+fn uptime() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").unwrap();
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// Reads a console event stream over a socket: for each `line` event carrying an uptime stamp
+/// (`<seconds>.<cs> <idle>`), how long after it was written the event arrived, until `count`.
+async fn delays(url: &str, cookie: &str, count: usize, limit: Duration) -> Vec<Duration> {
+    let client = reqwest::Client::new();
+    let mut res = client
+        .get(url)
+        .header("cookie", cookie)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{url}: {}", res.status());
+    // Lines written before the stream opened come at once: they are not counted.
+    let opened = uptime();
+    let deadline = Instant::now() + limit;
+    let (mut buf, mut out) = (String::new(), Vec::new());
+    while out.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, res.chunk()).await else {
+            panic!("{url}: {} of {count} stamped lines in {limit:?}", out.len());
+        };
+        let now = uptime();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let stamp = data
+                .split_whitespace()
+                .rev()
+                .skip(1)
+                .find_map(|w| w.parse::<f64>().ok().filter(|v| v.fract() != 0.0 || w.contains('.')));
+            if let Some(written) = stamp.filter(|w| *w >= opened) {
+                out.push(Duration::from_secs_f64((now - written).max(0.0)));
+            }
+        }
+    }
+    out
+}
+
+fn summary(what: &str, mut d: Vec<Duration>) {
+    d.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{what:<36} lines {:>4}  p50 {:>6.0} ms  p99 {:>6.0} ms  max {:>6.0} ms  (clock: 10 ms steps)",
+        d.len(),
+        ms(percentile(&d, 0.5)),
+        ms(percentile(&d, 0.99)),
+        ms(*d.last().unwrap())
+    );
+}
+
+/// Part 3: a build's log and a running container's log, from the line's writing to the page's
+/// event stream, on a served socket with the podman target.
+async fn live(quick: bool) {
+    let lines = if quick { 5 } else { 50 };
+    let platform = TestRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = kato_server::Config {
+        data_dir: dir.path().to_owned(),
+        listen: addr,
+        database_url: None,
+        public_url: Some(format!("http://{addr}")),
+        target: Some(kato_server::TargetKind::Podman),
+        kubeconfig: None,
+        builds: kato_server::builds::BuildSettings {
+            registry: Some(platform.host().parse().unwrap()),
+            ..Default::default()
+        },
+        secret_key: Default::default(),
+    };
+    let (state, token) = kato_server::prepare(&config).await.unwrap();
+    let admin = std::fs::read_to_string(token).unwrap().trim().to_owned();
+    let app = kato_server::app(&state, Some(kato_console::pages()));
+    tokio::spawn(kato_server::serve_app_on(
+        listener,
+        state.clone(),
+        app.clone(),
+        std::future::pending(),
+    ));
+    let bench = Bench {
+        app,
+        state,
+        admin,
+        _dir: dir,
+    };
+    let cookie = format!("kato_session={}", bench.admin);
+    let base = format!("http://{addr}");
+    bench.api(Method::POST, "/teams", Some(json!({"name": TEAM}))).await;
+
+    // A build whose RUN step prints the clock every 200 ms.
+    let repo = kato_testkit::GitRepo::new();
+    repo.write(
+        "Dockerfile",
+        &format!(
+            "FROM {}\nRUN for i in $(seq 1 {}); do cat /proc/uptime; usleep 200000; done\n",
+            kato_testkit::busybox_full_image(),
+            lines + 5
+        ),
+    )
+    .commit("a build that prints the clock");
+    bench
+        .api(
+            Method::POST,
+            &format!("/teams/{TEAM}/plugins"),
+            Some(json!({"name": "clock", "kind": "general", "source": {"dockerfile": {"repo": repo.path()}}})),
+        )
+        .await;
+    bench
+        .api(Method::POST, &format!("/teams/{TEAM}/plugins/clock/versions"), None)
+        .await;
+    let url = format!("{base}/teams/{TEAM}/plugins/clock/versions/1/log/events");
+    summary(
+        "build log → page",
+        delays(&url, &cookie, lines, Duration::from_secs(300)).await,
+    );
+
+    // A running container printing the clock every 200 ms.
+    bench
+        .api(
+            Method::POST,
+            &format!("/teams/{TEAM}/components"),
+            Some(json!({
+                "name": "ticker",
+                "image": kato_testkit::busybox_full_image(),
+                "command": "trap 'exit 0' TERM; while true; do cat /proc/uptime; usleep 200000; done",
+                "memory_mib": 32,
+            })),
+        )
+        .await;
+    bench
+        .api(Method::POST, &format!("/teams/{TEAM}/components/ticker/deploy"), None)
+        .await;
+    let url = format!("{base}/teams/{TEAM}/components/ticker/logs/events?container=ticker");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = bench
+            .api(Method::GET, &format!("/teams/{TEAM}/components/ticker/status"), None)
+            .await;
+        if status["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ticker never ran: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    summary(
+        "container log → page",
+        delays(&url, &cookie, lines, Duration::from_secs(120)).await,
+    );
+    bench
+        .api(Method::POST, &format!("/teams/{TEAM}/components/ticker/stop"), None)
+        .await;
 }
