@@ -16,6 +16,7 @@ pub mod session;
 mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use kato_server::AppState;
@@ -33,18 +34,45 @@ pub fn assets_urls() -> (String, String) {
 pub struct Console {
     pub state: Arc<AppState>,
     pub api: Api,
+    pub options: Options,
+}
+
+/// How the console runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often a page showing pods' acks looks again without being told of a change: an ack
+    /// stored by this server wakes it at once; one stored by another replica is seen then.
+    pub ack_recheck: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ack_recheck: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The console's routes, for [`kato_server::serve_app`]: `kato serve` passes this.
 pub fn pages() -> kato_server::Pages {
-    Box::new(router)
+    pages_with(Options::default())
+}
+
+/// The console's routes, run with `options`.
+pub fn pages_with(options: Options) -> kato_server::Pages {
+    Box::new(move |state| router_with(state, options))
 }
 
 /// The console's routes over `state` (without the API, which the server serves beside them).
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Options::default())
+}
+
+fn router_with(state: Arc<AppState>, options: Options) -> Router {
     let console = Console {
         api: Api::new(kato_server::router(state.clone())),
         state,
+        options,
     };
     Router::new()
         .merge(assets::routes())

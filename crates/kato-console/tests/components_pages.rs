@@ -7,7 +7,7 @@ mod common;
 #[path = "support/events.rs"]
 mod events;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
@@ -32,7 +32,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let c = Console::start().await;
+    fixture_on(Console::start().await).await
+}
+
+async fn fixture_on(c: Console) -> Fixture {
     let token = c.team(TEAM).await;
     let registry = TestRegistry::start().await;
     let image = registry.push_image("alpha/logtail", "1").await.image.to_string();
@@ -674,7 +677,13 @@ async fn ack(f: &Fixture, body: Value) {
 
 #[tokio::test]
 async fn the_acks_stream_sends_the_fragment_then_each_change_promptly() {
-    let f = fixture().await;
+    // The periodic look is pushed out of the test's reach: every event below comes from the
+    // wake-up an ack or a saved change sends.
+    let dir = tempfile::tempdir().unwrap();
+    let options = kato_console::Options {
+        ack_recheck: Duration::from_secs(3600),
+    };
+    let f = fixture_on(Console::start_with_options(common::config(dir.path()), dir, options).await).await;
     install(&f, 1).await;
     let url = "/teams/alpha/components/web/plugins/logtail/acks/events";
     let (status, mut events) = Events::open(&f.c, &f.token, url).await;
@@ -684,8 +693,7 @@ async fn the_acks_stream_sends_the_fragment_then_each_change_promptly() {
     assert!(first.contains("Discovery revision <strong>1</strong>"), "{first}");
     assert!(first.contains("No pod has reported a revision yet."), "{first}");
 
-    // Faster than the periodic look (2 s): the ack wakes the stream.
-    let sent = Instant::now();
+    // The ack wakes the stream.
     let message = "TIMEOUT=5s";
     ack(
         &f,
@@ -693,11 +701,6 @@ async fn the_acks_stream_sends_the_fragment_then_each_change_promptly() {
     )
     .await;
     let (event, applied) = events.next(Duration::from_secs(5)).await;
-    assert!(
-        sent.elapsed() < Duration::from_secs(1),
-        "woke after {:?}",
-        sent.elapsed()
-    );
     assert_eq!(event, "html");
     assert!(applied.contains("web-7d9f-1"), "{applied}");
     assert!(
@@ -707,15 +710,9 @@ async fn the_acks_stream_sends_the_fragment_then_each_change_promptly() {
 
     // A discovery value saved through the page: a new revision, at once.
     let fields = with(unchanged(), "values.ports.80.TIMEOUT", "7s");
-    let sent = Instant::now();
     let saved = post(&f, &f.token, SAVE, &fields).await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let (_, revised) = events.next(Duration::from_secs(5)).await;
-    assert!(
-        sent.elapsed() < Duration::from_secs(1),
-        "woke after {:?}",
-        sent.elapsed()
-    );
     assert!(revised.contains("Discovery revision <strong>2</strong>"), "{revised}");
     assert!(
         revised.contains("behind revision 2"),
@@ -913,9 +910,10 @@ async fn uninstall_and_delete_ask_first() {
     assert_eq!(code, StatusCode::NOT_FOUND);
 }
 
-/// Every one of 1,000 components listed, with one API call (p99 under 20 ms, optimised build).
+/// 1,000 components: shown a hundred a page, with Previous and Next, and the search finds any of
+/// them (the render time is measured by `cargo bench -p kato-console --bench pages`).
 #[tokio::test]
-async fn the_list_of_a_thousand_components_renders_quickly() {
+async fn a_long_component_list_is_shown_a_hundred_at_a_time_and_searched() {
     let c = Console::start().await;
     let token = c.team(TEAM).await;
     let team = TEAM.parse().unwrap();
@@ -928,26 +926,27 @@ async fn the_list_of_a_thousand_components_renders_quickly() {
         tx.insert_component(&team, &spec).await.unwrap();
     }
     tx.commit().await.unwrap();
-    let mut took = Vec::new();
-    for _ in 0..50 {
-        let start = Instant::now();
-        let page = c.get(&token, "/teams/alpha/components").await;
-        took.push(start.elapsed());
-        assert_eq!(page.status, StatusCode::OK);
-        assert_eq!(
-            page.body.matches("<tr><td><a href=\"/teams/alpha/components/c").count(),
-            1000
-        );
-    }
-    took.sort();
-    let p99 = took[took.len() * 99 / 100];
-    eprintln!(
-        "the list of 1,000 components: p50 {:?}, p99 {p99:?}",
-        took[took.len() / 2]
+    let rows = |body: &str| body.matches("<tr><td><a href=\"/teams/alpha/components/c").count();
+    let first = c.get(&token, "/teams/alpha/components").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(rows(&first.body), 100);
+    assert!(first.contains("1000 components: 1–100 shown"), "{}", first.body);
+    assert!(
+        first.contains("href=\"/teams/alpha/components?q=&#38;page=2\" rel=\"next\""),
+        "{}",
+        first.body
     );
-    // What users get is the optimised build's time (`cargo test --release`); a debug build on a
-    // busy machine is an order of magnitude slower and says nothing about it.
-    if !cfg!(debug_assertions) {
-        assert!(p99 < Duration::from_millis(20), "p99 {p99:?} over {took:?}");
-    }
+    assert!(!first.contains("rel=\"prev\""));
+    let last = c.get(&token, "/teams/alpha/components?page=10").await;
+    assert_eq!(rows(&last.body), 100);
+    assert!(last.contains("/teams/alpha/components/c0999\"") && !last.contains("/components/c0899\""));
+    assert!(!last.contains("rel=\"next\"") && last.contains("rel=\"prev\""));
+    let beyond = c.get(&token, "/teams/alpha/components?page=99").await;
+    assert_eq!(rows(&beyond.body), 100, "a page past the end shows the last one");
+    let found = c.get(&token, "/teams/alpha/components?q=c05").await;
+    assert_eq!(rows(&found.body), 100);
+    assert!(found.contains("100 of 1000 components"), "{}", found.body);
+    assert!(found.contains("/components/c0500\"") && !found.contains("/components/c0600\""));
+    let none = c.get(&token, "/teams/alpha/components?q=nothing-like-it").await;
+    assert!(none.contains("No component matches."));
 }

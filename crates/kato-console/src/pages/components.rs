@@ -93,14 +93,37 @@ struct Row {
     depends_on: String,
 }
 
+/// Rows per page of the list: the search finds the others.
+const PER_PAGE: usize = 100;
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
 #[derive(askama::Template)]
 #[template(path = "components/list.html")]
 struct ListPage {
     nav: Nav,
     rows: Vec<Row>,
+    q: String,
+    total: usize,
+    matching: usize,
+    first: usize,
+    last: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
-async fn list(session: Session, State(console): State<Console>, Path(team): Path<String>) -> Response {
+async fn list(
+    session: Session,
+    State(console): State<Console>,
+    Path(team): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Response {
     let path = format!("/teams/{team}/components");
     let nav = match Nav::of(&console, &session, &team, "components", path).await {
         Ok(n) => n,
@@ -110,8 +133,21 @@ async fn list(session: Session, State(console): State<Console>, Path(team): Path
         Ok(c) => c,
         Err(f) => return failure(&f),
     };
-    let rows = components
+    let total = components.len();
+    let needle = query.q.trim().to_lowercase();
+    let matching: Vec<Listed> = components
         .into_iter()
+        .filter(|c| needle.is_empty() || c.name.contains(&needle) || c.image.to_lowercase().contains(&needle))
+        .collect();
+    let pages = matching.len().div_ceil(PER_PAGE).max(1);
+    let at = query.page.unwrap_or(1).clamp(1, pages);
+    let link = |n: usize| format!("/teams/{}/components?q={}&page={n}", enc(&team), enc(&query.q));
+    let first = (at - 1) * PER_PAGE;
+    let count = matching.len();
+    let rows: Vec<Row> = matching
+        .into_iter()
+        .skip(first)
+        .take(PER_PAGE)
         .map(|c| Row {
             ports: c
                 .ports
@@ -124,7 +160,17 @@ async fn list(session: Session, State(console): State<Console>, Path(team): Path
             name: c.name,
         })
         .collect();
-    page(&ListPage { nav, rows })
+    page(&ListPage {
+        nav,
+        first: first + 1,
+        last: first + rows.len(),
+        rows,
+        q: query.q.clone(),
+        total,
+        matching: count,
+        previous: (at > 1).then(|| link(at - 1)),
+        next: (at < pages).then(|| link(at + 1)),
+    })
 }
 
 #[derive(askama::Template)]

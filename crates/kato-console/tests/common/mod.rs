@@ -68,9 +68,14 @@ impl Console {
     }
 
     pub async fn start_with(cfg: Config, dir: tempfile::TempDir) -> Console {
+        Self::start_with_options(cfg, dir, kato_console::Options::default()).await
+    }
+
+    /// The console run with `options` (the others run on the defaults `kato serve` uses).
+    pub async fn start_with_options(cfg: Config, dir: tempfile::TempDir, options: kato_console::Options) -> Console {
         let (state, token_path) = kato_server::prepare(&cfg).await.unwrap();
         let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
-        let app = kato_server::app(&state, Some(kato_console::pages()));
+        let app = kato_server::app(&state, Some(kato_console::pages_with(options)));
         Console { app, state, admin, dir }
     }
 

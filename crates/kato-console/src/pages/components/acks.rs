@@ -18,10 +18,6 @@ use serde::Deserialize;
 use crate::api::enc;
 use crate::{Console, Session};
 
-/// How often an open page looks again without being told of a change: acks another replica
-/// stored are not announced to this one.
-const RECHECK: Duration = Duration::from_secs(2);
-
 pub fn routes() -> Router<Console> {
     Router::new().route("/teams/{team}/components/{c}/plugins/{p}/acks/events", get(events))
 }
@@ -128,7 +124,7 @@ impl Follow {
             if self.last.is_some() {
                 tokio::select! {
                     _ = self.activity.changed() => {}
-                    () = tokio::time::sleep(RECHECK) => {}
+                    () = tokio::time::sleep(self.console.options.ack_recheck) => {}
                     () = &mut self.stopping => {
                         self.done = true;
                         self.queued.push_back(Event::default().event("end").data("the server is stopping"));
