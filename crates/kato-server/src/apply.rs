@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::Body;
-use crate::auth::Principal;
+use crate::auth::{Caller, Principal};
 use crate::builds::pin::{LogTo, Pin, pin_image, record as record_pin};
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, NO_PLATFORM_REGISTRY, draft_changed, require_team};
@@ -114,12 +114,12 @@ fn parse(i: usize, team: &TeamName, doc: &Value) -> ApiResult<Parsed> {
 
 pub async fn handler(
     State(state): State<Arc<AppState>>,
-    who: Principal,
+    who: Caller,
     Path(team): Path<String>,
     Body(req): Body<ApplyRequest>,
 ) -> ApiResult<Json<Vec<Outcome>>> {
     let team: TeamName = team.parse()?;
-    who.check_team(&team)?;
+    who.principal.check_team(&team)?;
     Ok(Json(apply(&state, &who, &team, &req.documents).await?))
 }
 
@@ -130,7 +130,10 @@ type ComponentDoc = (usize, ComponentSpec, Option<Vec<Installed>>);
 /// between its pins and its transaction.
 const ATTEMPTS: u32 = 3;
 
-pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
+/// Applies `documents` to `team` as `caller`, who is recorded as the author of the versions it
+/// cuts.
+pub async fn apply(state: &AppState, caller: &Caller, team: &TeamName, documents: &[Value]) -> ApiResult<Vec<Outcome>> {
+    let who = &caller.principal;
     let (mut plugins, components) = parse_all(team, documents)?;
     check_against_stored(state, who, team, &mut plugins).await?;
     for (i, c, _) in &components {
@@ -140,7 +143,7 @@ pub async fn apply(state: &AppState, who: &Principal, team: &TeamName, documents
     let mut attempt = 1;
     loop {
         let versions = prepare_versions(state, team, &plugins).await?;
-        match write(state, who, team, &plugins, versions, &components).await? {
+        match write(state, caller, team, &plugins, versions, &components).await? {
             Ok(out) => return Ok(out),
             Err(Raced(plugin)) if attempt < ATTEMPTS => {
                 tracing::debug!(%plugin, attempt, "a version was cut while apply ran: starting over");
@@ -286,7 +289,7 @@ async fn prepare_versions(
 /// did not get the number it was pinned for.
 async fn write(
     state: &AppState,
-    who: &Principal,
+    caller: &Caller,
     team: &TeamName,
     plugins: &[PluginSpec],
     versions: Vec<Option<NewVersion>>,
@@ -318,7 +321,7 @@ async fn write(
             NewVersion::Queued => VersionStatus::Queued,
             _ => VersionStatus::Building,
         };
-        let v = tx.insert_version(team, &p.name, p, status).await?;
+        let v = tx.insert_version(team, &p.name, p, status, &caller.author()).await?;
         match new {
             NewVersion::Queued => queued = true,
             NewVersion::Failed(why) => {
@@ -336,7 +339,7 @@ async fn write(
         });
     }
     write_components(&mut tx, team, components, &mut out).await?;
-    write_installations(&mut tx, state, who, team, components, &mut out).await?;
+    write_installations(&mut tx, state, &caller.principal, team, components, &mut out).await?;
     state.commit(tx).await?;
     if queued {
         state.builds.wake();

@@ -1,5 +1,8 @@
 //! Bearer-token authentication: the admin token sees every team, a team token only its own.
 //! Tokens are stored as SHA-256 hashes; the clear token is shown once, when created.
+//!
+//! Handlers take a [`Principal`] to check what a request may reach, or a [`Caller`] when they
+//! also record who made it. Either resolves the token once per request.
 
 use std::sync::Arc;
 
@@ -37,6 +40,24 @@ impl Principal {
     }
 }
 
+/// Who a request comes from: its principal and the name its token was created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: Principal,
+    pub token_name: String,
+}
+
+impl Caller {
+    /// How records name their author: `admin` for the admin token, `token <name>` for a team
+    /// token (`token ci job`).
+    pub fn author(&self) -> String {
+        match self.principal {
+            Principal::Admin => "admin".into(),
+            Principal::Team(_) => format!("token {}", self.token_name),
+        }
+    }
+}
+
 /// A new random token: `kato_` and 48 hex digits (192 bits).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 24];
@@ -55,31 +76,53 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    /// Kept in the request's extensions, so that a second extractor does not look it up again.
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> ApiResult<Self> {
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>` (the admin token is in the server's data dir, file admin.token)".into())
+        })?;
+        let caller = caller_of(state, token).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> ApiResult<Self> {
-        let token = bearer(parts).ok_or_else(|| {
-            ApiError::Unauthorized("missing token: send `Authorization: Bearer <token>` (the admin token is in the server's data dir, file admin.token)".into())
-        })?;
-        principal_of(state, token).await
+        Ok(Caller::from_request_parts(parts, state).await?.principal)
     }
 }
 
 /// Whom a token stands for (the console's session cookie holds one too).
 pub async fn principal_of(state: &AppState, token: &str) -> ApiResult<Principal> {
+    Ok(caller_of(state, token).await?.principal)
+}
+
+/// Whom a token stands for, with the token's name. Cached until the next committed write, so
+/// a revoked token stops working at once.
+pub async fn caller_of(state: &AppState, token: &str) -> ApiResult<Caller> {
     let hash = hash_token(token);
-    if let Some(p) = state.cache.principal(&hash) {
-        return Ok(p);
+    if let Some(c) = state.cache.caller(&hash) {
+        return Ok(c);
     }
     let generation = state.cache.generation();
-    let record = state.store.token_by_hash(&hash).await?;
-    let principal = match record {
-        None => return Err(ApiError::Unauthorized("unknown or revoked token".into())),
-        Some(r) => r.team.map_or(Principal::Admin, Principal::Team),
+    let Some(record) = state.store.token_by_hash(&hash).await? else {
+        return Err(ApiError::Unauthorized("unknown or revoked token".into()));
     };
-    state.cache.put_principal(generation, hash, principal.clone());
-    Ok(principal)
+    let caller = Caller {
+        principal: record.team.map_or(Principal::Admin, Principal::Team),
+        token_name: record.name,
+    };
+    state.cache.put_caller(generation, hash, caller.clone());
+    Ok(caller)
 }
 
 #[cfg(test)]
@@ -93,5 +136,19 @@ mod tests {
         assert_eq!(a.len(), 5 + 48);
         assert_eq!(hash_token(&a), hash_token(&a));
         assert_ne!(hash_token(&a), hash_token(&b));
+    }
+
+    #[test]
+    fn authors_name_the_admin_or_the_team_token() {
+        let admin = Caller {
+            principal: Principal::Admin,
+            token_name: "admin".into(),
+        };
+        assert_eq!(admin.author(), "admin");
+        let ci = Caller {
+            principal: Principal::Team("alpha".parse().unwrap()),
+            token_name: "ci job".into(),
+        };
+        assert_eq!(ci.author(), "token ci job");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::auth::Principal;
+use crate::auth::Caller;
 
 const MAX_ENTRIES: usize = 10_000;
 
@@ -16,7 +16,8 @@ const MAX_ENTRIES: usize = 10_000;
 struct Entries {
     generation: u64,
     bodies: HashMap<String, Bytes>,
-    principals: HashMap<String, Principal>,
+    /// By token hash.
+    callers: HashMap<String, Caller>,
 }
 
 pub struct Cache {
@@ -67,7 +68,7 @@ impl Cache {
                 ..Entries::default()
             };
         }
-        if entries.bodies.len() + entries.principals.len() < MAX_ENTRIES {
+        if entries.bodies.len() + entries.callers.len() < MAX_ENTRIES {
             f(&mut entries);
         }
     }
@@ -82,13 +83,13 @@ impl Cache {
         });
     }
 
-    pub fn principal(&self, hash: &str) -> Option<Principal> {
-        self.read(|e| e.principals.get(hash).cloned())
+    pub fn caller(&self, hash: &str) -> Option<Caller> {
+        self.read(|e| e.callers.get(hash).cloned())
     }
 
-    pub fn put_principal(&self, generation: u64, hash: String, p: Principal) {
+    pub fn put_caller(&self, generation: u64, hash: String, c: Caller) {
         self.write(generation, |e| {
-            e.principals.insert(hash, p);
+            e.callers.insert(hash, c);
         });
     }
 }
@@ -108,6 +109,20 @@ mod tests {
         // an entry loaded under the old generation is not stored
         c.put_body(g, "k".into(), Bytes::from_static(b"stale"));
         assert_eq!(c.body("k"), None);
+    }
+
+    #[test]
+    fn a_write_drops_cached_callers() {
+        let c = Cache::new(true);
+        let ci = Caller {
+            principal: crate::auth::Principal::Team("alpha".parse().unwrap()),
+            token_name: "ci job".into(),
+        };
+        c.put_caller(c.generation(), "h".into(), ci.clone());
+        assert_eq!(c.caller("h"), Some(ci));
+        // a revoked token's write
+        c.invalidate();
+        assert_eq!(c.caller("h"), None);
     }
 
     #[test]

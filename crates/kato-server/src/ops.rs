@@ -384,7 +384,13 @@ pub async fn delete_plugin(tx: &mut Tx, team: &TeamName, name: &PluginName, forc
 /// [`pin_image`] (the path `apply` takes too); a Dockerfile source is queued for the build
 /// worker. The version row is written first (status `building`) so a crash mid-resolution
 /// leaves a trace that the next start marks failed, and the pin's log is stored as it comes.
-pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginName) -> ApiResult<VersionRecord> {
+/// `created_by` is who asked for it ([`crate::auth::Caller::author`]).
+pub async fn create_version(
+    state: &AppState,
+    team: &TeamName,
+    plugin: &PluginName,
+    created_by: &str,
+) -> ApiResult<VersionRecord> {
     let mut tx = state.begin().await?;
     require_team(&mut tx, team).await?;
     let spec = tx
@@ -393,7 +399,9 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
         .ok_or_else(|| no_plugin(team, plugin))?
         .spec;
     let Source::Image(image) = &spec.source else {
-        let v = tx.insert_version(team, plugin, &spec, VersionStatus::Queued).await?;
+        let v = tx
+            .insert_version(team, plugin, &spec, VersionStatus::Queued, created_by)
+            .await?;
         if state.builds.settings.registry.is_none() {
             tx.finish_version(
                 team,
@@ -412,7 +420,9 @@ pub async fn create_version(state: &AppState, team: &TeamName, plugin: &PluginNa
     };
     // Checked again here: a source stored before the rule, or by an older server.
     crate::policy::check_image(&state.builds, team, image, "source.image")?;
-    let v = tx.insert_version(team, plugin, &spec, VersionStatus::Building).await?;
+    let v = tx
+        .insert_version(team, plugin, &spec, VersionStatus::Building, created_by)
+        .await?;
     state.commit(tx).await?;
     let key = (team.clone(), plugin.clone(), v.number);
     let pin = pin_image(state, &key, image, LogTo::Stored).await?;

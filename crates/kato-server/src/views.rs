@@ -65,9 +65,12 @@ pub fn plugin_list(list: &[PluginSummary]) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec(&entries)
 }
 
+/// A version with when and by whom it was created (`created_by`: `admin`, `token <name>`, or
+/// `null` for versions from before authors were recorded).
 pub fn version(r: &VersionRecord) -> Value {
     let mut v = version_body(&r.version);
     v["created_at"] = r.created_at.clone().into();
+    v["created_by"] = r.created_by.clone().into();
     v["finished_at"] = r.finished_at.clone().into();
     v["provenance"] = serde_json::to_value(&r.provenance).unwrap_or_default();
     v

@@ -5,6 +5,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::Server;
 use serde_json::json;
+use sqlx::{Connection, Executor};
 
 #[tokio::test]
 async fn a_version_pins_the_image_by_digest() {
@@ -56,6 +57,151 @@ async fn a_version_pins_the_image_by_digest() {
         )
         .await;
     assert_eq!(v1["plugin"]["memory_mib"], 64);
+}
+
+/// `(number, created_by)` of each version of a plug-in, as the API lists them.
+async fn authors(s: &Server, plugin: &str) -> Vec<(u64, serde_json::Value)> {
+    let list = s
+        .ok(
+            Method::GET,
+            &format!("/teams/demo/plugins/{plugin}/versions"),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["number"].as_u64().unwrap(), v["created_by"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_version_names_who_built_it_however_it_was_made() {
+    let s = Server::start().await;
+    s.team("demo").await;
+    let ci = s
+        .ok(
+            Method::POST,
+            "/teams/demo/tokens",
+            Some(json!({"name": "ci job"})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let ci = ci["token"].as_str().unwrap().to_owned();
+    let image = s.image("demo/agent").await;
+    let agent = json!({"name": "agent", "kind": "general", "source": {"image": image}});
+    let built = json!({"name": "built", "kind": "general",
+        "source": {"dockerfile": {"repo": "https://git.example.com/demo/built.git"}}});
+    for spec in [&agent, &built] {
+        s.ok(
+            Method::POST,
+            "/teams/demo/plugins",
+            Some(spec.clone()),
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+
+    // POST …/versions: the admin, then the team token; an image and a Dockerfile source.
+    let v1 = s
+        .ok(
+            Method::POST,
+            "/teams/demo/plugins/agent/versions",
+            None,
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(
+        (&v1["status"], &v1["created_by"]),
+        (&json!("succeeded"), &json!("admin"))
+    );
+    for plugin in ["agent", "built"] {
+        let (status, v) = s
+            .call_as(
+                &ci,
+                Method::POST,
+                &format!("/teams/demo/plugins/{plugin}/versions"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        assert_eq!(v["created_by"], "token ci job", "{v}");
+    }
+
+    // apply: the team token with an image source, the admin with a Dockerfile source.
+    let doc = |spec: &serde_json::Value| {
+        let mut spec = spec.clone();
+        let name = spec.as_object_mut().unwrap().remove("name").unwrap();
+        spec["description"] = json!("applied");
+        json!({"documents": [{"kind": "Plugin", "metadata": {"name": name}, "spec": spec}]})
+    };
+    let (status, out) = s
+        .call_as(&ci, Method::POST, "/teams/demo/apply", Some(doc(&agent)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out[1]["action"], "versioned 3", "{out}");
+    let out = s
+        .ok(Method::POST, "/teams/demo/apply", Some(doc(&built)), StatusCode::OK)
+        .await;
+    assert_eq!(out[1]["action"], "versioned 2", "{out}");
+
+    assert_eq!(
+        authors(&s, "agent").await,
+        [
+            (1, json!("admin")),
+            (2, json!("token ci job")),
+            (3, json!("token ci job"))
+        ]
+    );
+    assert_eq!(
+        authors(&s, "built").await,
+        [(1, json!("token ci job")), (2, json!("admin"))]
+    );
+    let (_, one) = s
+        .call_as(&ci, Method::GET, "/teams/demo/plugins/agent/versions/3", None)
+        .await;
+    assert_eq!(one["created_by"], "token ci job");
+
+    // Revoking the token ends it at once; what it built still names it.
+    let tokens = s.ok(Method::GET, "/teams/demo/tokens", None, StatusCode::OK).await;
+    let id = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci job")
+        .unwrap()["id"]
+        .clone();
+    s.ok(
+        Method::DELETE,
+        &format!("/teams/demo/tokens/{id}"),
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let (status, _) = s
+        .call_as(&ci, Method::POST, "/teams/demo/plugins/agent/versions", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(authors(&s, "agent").await.len(), 3);
+    assert_eq!(authors(&s, "agent").await[1].1, "token ci job");
+
+    // A version from before authors were recorded has none.
+    let url = format!("sqlite://{}", s.dir.path().join("kato.db").display());
+    let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    raw.execute("UPDATE versions SET created_by = NULL WHERE plugin = 'agent' AND number = 1")
+        .await
+        .unwrap();
+    raw.close().await.unwrap();
+    let v1 = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins/agent/versions/1",
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(v1["created_by"], json!(null), "{v1}");
 }
 
 #[tokio::test]

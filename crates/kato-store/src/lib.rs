@@ -90,6 +90,9 @@ pub struct PluginSummary {
 pub struct VersionRecord {
     pub version: Version,
     pub created_at: Timestamp,
+    /// Who created it, as the server recorded it (`admin`, `token ci job`); `None` for versions
+    /// created before authors were recorded.
+    pub created_by: Option<String>,
     /// Set when the version reached a final status.
     pub finished_at: Option<Timestamp>,
     /// What the image was made from, once the build knows.

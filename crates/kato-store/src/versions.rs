@@ -33,7 +33,7 @@ reads! {
 /// The columns a [`VersionRow`] is read from; a macro so that queries stay `&'static str`.
 macro_rules! columns {
     () => {
-        "number, status, spec, sealed_defaults, image, error, created_at, finished_at, provenance"
+        "number, status, spec, sealed_defaults, image, error, created_at, finished_at, provenance, created_by"
     };
 }
 type VersionRow = (
@@ -44,6 +44,7 @@ type VersionRow = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -57,7 +58,7 @@ fn sealed_at(team: &TeamName, plugin: &PluginName, n: impl std::fmt::Display) ->
 }
 
 fn version(keys: &Keyring, team: &TeamName, plugin: &PluginName, row: VersionRow) -> Result<VersionRecord, StoreError> {
-    let (n, st, spec, sealed, image, error, created_at, finished_at, provenance) = row;
+    let (n, st, spec, sealed, image, error, created_at, finished_at, provenance, created_by) = row;
     let provenance = provenance
         .map(|p| from_json(|| format!("the provenance of version {n} of plug-in `{plugin}`"), &p))
         .transpose()?;
@@ -77,6 +78,7 @@ fn version(keys: &Keyring, team: &TeamName, plugin: &PluginName, row: VersionRow
             error,
         },
         created_at,
+        created_by,
         finished_at,
         provenance,
     })
@@ -174,15 +176,17 @@ fn immutable(plugin: &PluginName, n: u32, st: &str) -> StoreError {
 }
 
 impl Tx {
-    /// Cuts the next version of a plug-in from `spec`. Its number is one more than the highest
-    /// ever cut for the plug-in (a deleted number is never reused); the counter is bumped in
-    /// this transaction, which on PostgreSQL locks the plug-in row until commit.
+    /// Cuts the next version of a plug-in from `spec`, recording who cut it (`created_by`).
+    /// Its number is one more than the highest ever cut for the plug-in (a deleted number is
+    /// never reused); the counter is bumped in this transaction, which on PostgreSQL locks the
+    /// plug-in row until commit.
     pub async fn insert_version(
         &mut self,
         team: &TeamName,
         plugin: &PluginName,
         spec: &PluginSpec,
         st: VersionStatus,
+        created_by: &str,
     ) -> Result<Version, StoreError> {
         let key = self.sealing_key().await?;
         let next: Option<(i64,)> = sqlx::query_as(
@@ -199,8 +203,8 @@ impl Tx {
         let at = now();
         let (doc, sealed) = seal_doc(&key, &sealed_at(team, plugin, n), Part::SecretDefaults, spec)?;
         sqlx::query(
-            "INSERT INTO versions (team, plugin, number, status, spec, sealed_defaults, sealed_with, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO versions (team, plugin, number, status, spec, sealed_defaults, sealed_with, created_at, created_by, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(team.as_str())
         .bind(plugin.as_str())
@@ -210,6 +214,7 @@ impl Tx {
         .bind(sealed)
         .bind(key.id())
         .bind(&at)
+        .bind(created_by)
         .bind(st.is_final().then_some(&at))
         .execute(self.conn())
         .await?;

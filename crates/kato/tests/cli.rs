@@ -142,6 +142,51 @@ async fn the_walk_through_works_from_the_command_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn versions_say_who_built_them() {
+    let env = start().await;
+    let image = env.registry.push_image("demo/agent", "1").await;
+    env.ok(&["team", "create", "demo"]).await;
+    env.ok(&[
+        "plugin",
+        "create",
+        "agent",
+        "--kind",
+        "general",
+        "--image",
+        image.image.as_str(),
+    ])
+    .await;
+    let built = env.ok(&["plugin", "build", "agent"]).await;
+    assert!(built.lines().next().unwrap().contains("  BY  "), "{built}");
+    assert!(built.contains("  admin  "), "{built}");
+    let token: Value =
+        serde_json::from_str(&env.ok(&["token", "create", "--name", "ci job", "-o", "json"]).await).unwrap();
+    let token = token["token"].as_str().unwrap();
+    env.ok(&["--token", token, "plugin", "build", "agent"]).await;
+
+    let table = env.ok(&["plugin", "versions", "agent"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    let by = lines[0].find("BY").expect("a BY column");
+    assert_eq!(
+        lines[0][by..].split_whitespace().collect::<Vec<_>>(),
+        ["BY", "CREATED"],
+        "{table}"
+    );
+    assert!(lines[1][by..].starts_with("admin "), "{table}");
+    assert!(lines[2][by..].starts_with("token ci job "), "{table}");
+    let json: Value = serde_json::from_str(&env.ok(&["plugin", "versions", "agent", "-o", "json"]).await).unwrap();
+    let authors: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(authors, ["admin", "token ci job"]);
+    let one = env.ok(&["plugin", "version", "agent", "2", "-o", "yaml"]).await;
+    assert!(one.contains("created_by: token ci job"), "{one}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn apply_reads_yaml_files() {
     let env = start().await;
     env.ok(&["team", "create", "demo"]).await;

@@ -156,6 +156,43 @@ async fn creating_from_an_image_then_building_shows_the_version_and_its_log() {
 }
 
 #[tokio::test]
+async fn the_versions_table_and_the_version_page_say_who_built_each_version() {
+    let c = Console::start().await;
+    // A team token named `test` (see `Console::team`), and the admin.
+    let a = c.team("alpha").await;
+    let registry = kato_testkit::TestRegistry::start().await;
+    let mut spec = p_spec();
+    spec["source"] = json!({"image": registry.push_image("alpha/p", "1").await.image.to_string()});
+    plugin(&c, &a, "alpha", spec).await;
+    let page = c.get(&a, "/teams/alpha/plugins/p").await;
+    assert!(page.contains("<th scope=\"col\">Built by</th>"), "{}", page.body);
+    assert!(page.contains("<td colspan=\"8\" class=\"muted\">No version yet"));
+    let built = c.post(&a, "/teams/alpha/plugins/p/versions", &[]).await;
+    assert_eq!(built.location(), "/teams/alpha/plugins/p/versions/1");
+    let built = c.post(&c.admin, "/teams/alpha/plugins/p/versions", &[]).await;
+    assert_eq!(built.location(), "/teams/alpha/plugins/p/versions/2");
+
+    let page = c.get(&a, "/teams/alpha/plugins/p").await;
+    let row = |n: u32| {
+        let link = format!("<a href=\"/teams/alpha/plugins/p/versions/{n}\">Version {n}</a>");
+        let at = page.body.find(&link).unwrap_or_else(|| panic!("a row for version {n}"));
+        let end = page.body[at..].find("</tr>").unwrap() + at;
+        page.body[at..end].to_owned()
+    };
+    assert!(row(1).contains("<td>token test</td>"), "{}", row(1));
+    assert!(row(2).contains("<td>admin</td>"), "{}", row(2));
+    for (n, by) in [(1, "token test"), (2, "admin")] {
+        let version = c.get(&a, &format!("/teams/alpha/plugins/p/versions/{n}")).await;
+        assert_eq!(version.status, StatusCode::OK);
+        assert!(
+            version.contains(&format!("<dt>Built by</dt><dd>{by}</dd>")),
+            "{}",
+            version.body
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_build_in_progress_streams_each_line_as_it_is_written_and_can_be_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let registry = kato_testkit::TestRegistry::start().await;

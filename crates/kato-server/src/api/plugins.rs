@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Body;
-use crate::auth::Principal;
+use crate::auth::{Caller, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::ops::{self, no_plugin, require_team};
 use crate::state::AppState;
@@ -246,12 +246,12 @@ async fn delete_plugin(
 
 async fn create_version(
     State(state): State<Arc<AppState>>,
-    who: Principal,
+    who: Caller,
     Path((team, plugin)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (team, plugin) = names(&team, &plugin)?;
-    who.check_team(&team)?;
-    let record = ops::create_version(&state, &team, &plugin).await?;
+    who.principal.check_team(&team)?;
+    let record = ops::create_version(&state, &team, &plugin, &who.author()).await?;
     Ok((StatusCode::CREATED, Json(views::version(&record))))
 }
 

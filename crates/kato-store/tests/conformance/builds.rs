@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use kato_model::{Provenance, VersionStatus};
+use sqlx::{AnyConnection, Connection, Executor};
 
 use crate::support::*;
 
@@ -12,7 +13,7 @@ async fn two_queued(db: &Db) -> (kato_model::TeamName, kato_model::PluginName) {
     tx.create_team(&t).await.unwrap();
     tx.insert_plugin(&t, &plugin("p")).await.unwrap();
     for _ in 0..2 {
-        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
             .await
             .unwrap();
     }
@@ -118,6 +119,64 @@ pub async fn provenance_and_logs_are_kept_with_the_version(db: Db) {
     tx.commit().await.unwrap();
     assert_eq!(store.build_log(&t, &p, 1, 0).await.unwrap(), vec![]);
     assert_eq!(store.build_log(&t, &p, 2, 0).await.unwrap().len(), 1);
+}
+
+/// Each version keeps who created it, whatever its build does, across a restart; a version an
+/// older Kato wrote, before authors were recorded, has none.
+pub async fn versions_record_who_created_them(db: Db) {
+    let (t, p) = (team("t"), plugin_name("p"));
+    let mut tx = db.store.begin().await.unwrap();
+    tx.create_team(&t).await.unwrap();
+    tx.insert_plugin(&t, &plugin("p")).await.unwrap();
+    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
+        .await
+        .unwrap();
+    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Building, "token ci job")
+        .await
+        .unwrap();
+    tx.finish_version(
+        &t,
+        &p,
+        2,
+        VersionStatus::Succeeded,
+        Some("registry.example.com/p@sha256:1"),
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let spec = serde_json::to_string(&plugin("p")).unwrap();
+    let mut raw = AnyConnection::connect(&db.url).await.unwrap();
+    for sql in [
+        format!(
+            "INSERT INTO versions (team, plugin, number, status, spec, created_at) VALUES ('t', 'p', 3, 'failed', '{spec}', 'now')"
+        ),
+        "UPDATE plugins SET last_version = 3 WHERE team = 't' AND name = 'p'".to_owned(),
+    ] {
+        raw.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    }
+    raw.close().await.unwrap();
+
+    let authors = |list: Vec<kato_store::VersionRecord>| -> Vec<(u32, Option<String>)> {
+        list.into_iter().map(|r| (r.version.number, r.created_by)).collect()
+    };
+    let expected = vec![
+        (1, Some("admin".to_owned())),
+        (2, Some("token ci job".to_owned())),
+        (3, None),
+    ];
+    assert_eq!(authors(db.store.list_versions(&t, &p).await.unwrap()), expected);
+    let db = db.reopen().await;
+    assert_eq!(authors(db.store.list_versions(&t, &p).await.unwrap()), expected);
+    let one = db.store.get_version(&t, &p, 1).await.unwrap().unwrap();
+    assert_eq!(one.created_by.as_deref(), Some("admin"));
+    let mut tx = db.store.begin().await.unwrap();
+    let read = tx.get_version(&t, &p, 2).await.unwrap().unwrap();
+    assert_eq!(
+        read.created_by.as_deref(),
+        Some("token ci job"),
+        "inside a transaction too"
+    );
 }
 
 pub async fn credentials_are_kept_per_team_and_listed_without_passwords(db: Db) {

@@ -12,7 +12,7 @@ pub async fn seeded(store: &Store) {
     tx.create_team(&t).await.unwrap();
     for p in ["a", "b", "c"] {
         tx.insert_plugin(&t, &plugin(p)).await.unwrap();
-        tx.insert_version(&t, &plugin_name(p), &plugin(p), VersionStatus::Building)
+        tx.insert_version(&t, &plugin_name(p), &plugin(p), VersionStatus::Building, "admin")
             .await
             .unwrap();
         tx.finish_version(
@@ -135,7 +135,7 @@ pub async fn versions_and_plugins_in_use_are_refused(db: Db) {
     seeded(&store).await;
     let (t, a) = (team("t"), plugin_name("a"));
     let mut tx = store.begin().await.unwrap();
-    tx.insert_version(&t, &a, &plugin("a"), VersionStatus::Failed)
+    tx.insert_version(&t, &a, &plugin("a"), VersionStatus::Failed, "admin")
         .await
         .unwrap();
     tx.put_installation(&t, &component_name("web"), &installation("a", 1, 1), &cred("x"))
@@ -218,7 +218,7 @@ pub async fn plugin_summaries_show_the_newest_version_and_how_many_components_in
     let (t, other) = (team("t"), team("u"));
     let mut tx = store.begin().await.unwrap();
     // `a`: version 2 building (the newest, whatever the status); installed on web and db.
-    tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Building)
+    tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Building, "admin")
         .await
         .unwrap();
     for c in ["web", "db"] {
@@ -241,7 +241,7 @@ pub async fn plugin_summaries_show_the_newest_version_and_how_many_components_in
     tx.create_team(&other).await.unwrap();
     tx.insert_plugin(&other, &plugin("a")).await.unwrap();
     for _ in 0..3 {
-        tx.insert_version(&other, &plugin_name("a"), &plugin("a"), VersionStatus::Queued)
+        tx.insert_version(&other, &plugin_name("a"), &plugin("a"), VersionStatus::Queued, "admin")
             .await
             .unwrap();
     }

@@ -50,6 +50,7 @@ conformance! {
     builds_are_claimed_once_and_held_by_a_lease,
     a_lease_that_runs_out_is_reported,
     provenance_and_logs_are_kept_with_the_version,
+    versions_record_who_created_them,
     credentials_are_kept_per_team_and_listed_without_passwords,
     discovery_tokens_are_found_by_hash_and_rotate,
     revisions_high_water_survives_reinstall,
@@ -180,21 +181,27 @@ async fn versions_are_numbered_per_plugin_and_never_reused(db: Db) {
     tx.insert_plugin(&t, &plugin("q")).await.unwrap();
     for expected in 1..=3 {
         let v = tx
-            .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+            .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
             .await
             .unwrap();
         assert_eq!((v.number, v.status), (expected, VersionStatus::Queued));
     }
     assert_eq!(
-        tx.insert_version(&t, &q, &plugin("q"), VersionStatus::Queued)
+        tx.insert_version(&t, &q, &plugin("q"), VersionStatus::Queued, "admin")
             .await
             .unwrap()
             .number,
         1
     );
     let msg = assert_err!(
-        tx.insert_version(&t, &plugin_name("ghost"), &plugin("ghost"), VersionStatus::Queued)
-            .await,
+        tx.insert_version(
+            &t,
+            &plugin_name("ghost"),
+            &plugin("ghost"),
+            VersionStatus::Queued,
+            "admin"
+        )
+        .await,
         NotFound
     );
     assert!(msg.contains("plug-in `ghost`"), "{msg}");
@@ -208,7 +215,7 @@ async fn versions_are_numbered_per_plugin_and_never_reused(db: Db) {
     assert_eq!(tx.next_version_number(&t, &p).await.unwrap(), 4);
     assert_eq!(tx.next_version_number(&t, &plugin_name("ghost")).await.unwrap(), 1);
     let v = tx
-        .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+        .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
     assert_eq!(v.number, 4);
@@ -241,7 +248,7 @@ async fn finished_versions_are_immutable(db: Db) {
     let mut tx = store.begin().await.unwrap();
     tx.create_team(&t).await.unwrap();
     tx.insert_plugin(&t, &plugin("p")).await.unwrap();
-    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
     tx.set_version_status(&t, &p, 1, VersionStatus::Building).await.unwrap();
@@ -284,7 +291,7 @@ async fn finished_versions_are_immutable(db: Db) {
     // A version can also be cut already final (a build that cannot start).
     let mut tx = store.begin().await.unwrap();
     let v = tx
-        .insert_version(&t, &p, &plugin("p"), VersionStatus::Failed)
+        .insert_version(&t, &p, &plugin("p"), VersionStatus::Failed, "admin")
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -300,7 +307,7 @@ async fn latest_succeeded_and_unfinished_versions(db: Db) {
     tx.insert_plugin(&t, &plugin("p")).await.unwrap();
     assert_eq!(tx.latest_succeeded_version(&t, &p).await.unwrap(), None);
     for _ in 0..3 {
-        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Building)
+        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Building, "admin")
             .await
             .unwrap();
     }
@@ -337,10 +344,10 @@ async fn claiming_queued_versions(db: Db) {
     tx.create_team(&t).await.unwrap();
     tx.insert_plugin(&t, &plugin("p")).await.unwrap();
     assert_eq!(tx.claim_queued_version().await.unwrap(), None);
-    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
-    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+    tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -60,6 +60,7 @@ async fn write_secrets(store: &Store) {
         &plugin_name("agent"),
         &secret_spec(),
         VersionStatus::Succeeded,
+        "admin",
     )
     .await
     .unwrap();

@@ -17,9 +17,15 @@ pub async fn rollback_leaves_everything_as_it_was(db: Db) {
 
     let mut tx = store.begin().await.unwrap();
     tx.insert_plugin(&t, &plugin("new")).await.unwrap();
-    tx.insert_version(&t, &plugin_name("new"), &plugin("new"), VersionStatus::Building)
-        .await
-        .unwrap();
+    tx.insert_version(
+        &t,
+        &plugin_name("new"),
+        &plugin("new"),
+        VersionStatus::Building,
+        "admin",
+    )
+    .await
+    .unwrap();
     tx.finish_version(
         &t,
         &plugin_name("new"),
@@ -36,7 +42,7 @@ pub async fn rollback_leaves_everything_as_it_was(db: Db) {
     tx.put_installation(&t, &web, &installation("a", 1, 1), &cred("tok-a"))
         .await
         .unwrap();
-    tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Queued)
+    tx.insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
     let mut edited = plugin("a");
@@ -66,7 +72,7 @@ pub async fn rollback_leaves_everything_as_it_was(db: Db) {
         .unwrap()
         .unwrap();
     let v = tx
-        .insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Queued)
+        .insert_version(&t, &plugin_name("a"), &plugin("a"), VersionStatus::Queued, "admin")
         .await
         .unwrap();
     assert_eq!(v.number, 2);
@@ -122,7 +128,7 @@ pub async fn concurrent_writers_all_succeed(db: Db) {
             tokio::task::yield_now().await;
             tx.create_team(&t).await?;
             tx.insert_plugin(&t, &plugin("p")).await?;
-            tx.insert_version(&t, &plugin_name("p"), &plugin("p"), VersionStatus::Queued)
+            tx.insert_version(&t, &plugin_name("p"), &plugin("p"), VersionStatus::Queued, "admin")
                 .await?;
             tx.commit().await
         }));
@@ -148,7 +154,9 @@ pub async fn concurrent_versions_get_distinct_numbers(db: Db) {
         let (store, t, p) = (store.clone(), t.clone(), p.clone());
         tasks.push(tokio::spawn(async move {
             let mut tx = store.begin().await?;
-            let v = tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued).await?;
+            let v = tx
+                .insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
+                .await?;
             tx.commit().await?;
             Ok::<_, kato_store::StoreError>(v.number)
         }));
@@ -182,7 +190,7 @@ pub async fn data_survives_reopening(db: Db) {
     tx.create_token(None, "admin", "h").await.unwrap();
     tx.insert_plugin(&t, &plugin("p")).await.unwrap();
     for _ in 0..2 {
-        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Succeeded)
+        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Succeeded, "admin")
             .await
             .unwrap();
     }
@@ -205,7 +213,7 @@ pub async fn data_survives_reopening(db: Db) {
     );
     let mut tx = store.begin().await.unwrap();
     assert_eq!(
-        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued)
+        tx.insert_version(&t, &p, &plugin("p"), VersionStatus::Queued, "admin")
             .await
             .unwrap()
             .number,

@@ -24,13 +24,20 @@ const PLUGIN_COLUMNS: [Column; 5] = [
     ("UPDATED", |v| field(v, "updated_at")),
 ];
 
-const VERSION_COLUMNS: [Column; 5] = [
+const VERSION_COLUMNS: [Column; 6] = [
     ("VERSION", |v| field(v, "number")),
     ("STATUS", |v| field(v, "status")),
     ("IMAGE", |v| field(v, "image")),
     ("ERROR", |v| field(v, "error")),
+    ("BY", built_by),
     CREATED,
 ];
+
+/// Who created a version: `admin`, `token <name>`, or `unknown` for one from before servers
+/// recorded it.
+fn built_by(v: &Value) -> String {
+    v["created_by"].as_str().unwrap_or("unknown").to_owned()
+}
 
 pub async fn run(g: &Global, c: PluginCmd) -> Result<()> {
     let client = Client::new(g)?;
@@ -214,4 +221,16 @@ fn fields_body(f: &PluginFields, create: bool) -> Result<Value> {
         bail!("name the plug-in: `kato plugin create NAME --kind general --image REF`, or -f FILE");
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_from_before_authors_were_recorded_is_by_unknown() {
+        assert_eq!(built_by(&json!({"created_by": "token ci job"})), "token ci job");
+        assert_eq!(built_by(&json!({"created_by": null})), "unknown");
+        assert_eq!(built_by(&json!({})), "unknown", "an older server answers none");
+    }
 }

@@ -33,6 +33,8 @@ pub struct VersionRow {
     pub error: String,
     pub provenance: Vec<(&'static str, String)>,
     pub created_at: String,
+    /// Who created it (`admin`, `token ci job`); empty when the server did not record it.
+    pub created_by: String,
     pub finished_at: String,
     /// Its build is over: it can be deleted (unless installed somewhere).
     pub finished: bool,
@@ -67,6 +69,7 @@ pub fn version_row(v: &Value) -> VersionRow {
         error: text(&v["error"]),
         provenance: provenance(&v["provenance"]),
         created_at: text(&v["created_at"]),
+        created_by: text(&v["created_by"]),
         finished_at: text(&v["finished_at"]),
     }
 }
@@ -111,6 +114,7 @@ struct VersionPage {
     memory: String,
     groups: String,
     created_at: String,
+    created_by: String,
     finished_at: String,
     /// The log as stored so far; the live stream goes on after these.
     lines: Vec<String>,
@@ -175,6 +179,7 @@ async fn show(
         memory: mib(spec["memory_mib"].as_u64().unwrap_or_default()),
         groups: groups.join(", "),
         created_at: row.created_at,
+        created_by: row.created_by,
         finished_at: row.finished_at,
         lines: log.lines().map(str::to_owned).collect(),
     })
@@ -254,5 +259,54 @@ async fn delete(
     match console.api.call(&session.token, Method::DELETE, &path, None).await {
         Ok(_) => Redirect::to(&format!("/teams/{}/plugins/{}#versions", enc(&team), enc(&plugin))).into_response(),
         Err(f) => failure(&f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use askama::Template;
+    use serde_json::json;
+
+    use super::*;
+
+    fn rendered(v: &Value) -> String {
+        let row = version_row(v);
+        VersionPage {
+            nav: Nav {
+                team: "alpha".into(),
+                teams: Vec::new(),
+                admin: false,
+                csrf: "c".into(),
+                section: "plugins",
+                path: "/teams/alpha/plugins/p/versions/1".into(),
+            },
+            name: "p".into(),
+            number: row.number,
+            outcome: outcome(v),
+            status: row.status,
+            finished: row.finished,
+            error: row.error,
+            image: row.image,
+            image_error: String::new(),
+            provenance: row.provenance,
+            kind: "general".into(),
+            memory: "64 MiB".into(),
+            groups: String::new(),
+            created_at: row.created_at,
+            created_by: row.created_by,
+            finished_at: row.finished_at,
+            lines: Vec::new(),
+        }
+        .render()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_version_from_before_authors_were_recorded_is_built_by_unknown() {
+        let v = json!({"number": 1, "status": "succeeded", "created_at": "2025-01-31T12:00:00.000000Z"});
+        assert_eq!(version_row(&v).created_by, "");
+        assert!(rendered(&v).contains("<dt>Built by</dt><dd><span class=\"muted\">unknown</span></dd>"));
+        let v = json!({"number": 1, "status": "succeeded", "created_by": "token ci job"});
+        assert!(rendered(&v).contains("<dt>Built by</dt><dd>token ci job</dd>"));
     }
 }
