@@ -3,7 +3,9 @@
 //! 1. server-side render time of each page (p50/p99 over `KATO_BENCH_SAMPLES`, default 300) with
 //!    1,000 plug-ins (each with a succeeded version and config groups) and 1,000 components (each
 //!    with a plug-in installed) in the team — the whole request, through the session check and
-//!    the in-process API calls, as `kato serve` answers it;
+//!    the in-process API calls, as `kato serve` answers it; "warm" when nothing was written since
+//!    the last read (the API's read cache holds its answers), "cold" with the cache emptied before
+//!    each request, as after any write (and always on PostgreSQL, where the cache is off);
 //! 2. each page's weight on first load: the HTML plus the stylesheet and the script it loads;
 //! 3. how long a line takes from being written to reaching a page: a build's `RUN` step and a
 //!    running container print `/proc/uptime` (the host's clock, to 10 ms), and the bench reads
@@ -228,8 +230,8 @@ async fn main() {
     let js = bench.page(&kato_console::assets_urls().1).await.1;
     println!("stylesheet {css} B, script {js} B (each page loads both)");
     println!(
-        "{:<36} {:>9} {:>9} {:>9} {:>12}",
-        "page", "p50 ms", "p99 ms", "max ms", "weight KiB"
+        "{:<36} {:>9} {:>9} {:>9} {:>11} {:>11} {:>12}",
+        "page", "warm p50", "warm p99", "warm max", "cold p50", "cold p99", "weight KiB"
     );
     for (what, path) in pages() {
         let (status, size) = bench.page(&path).await;
@@ -237,24 +239,31 @@ async fn main() {
         for _ in 0..samples.min(20) {
             bench.page(&path).await;
         }
-        let mut times = Vec::with_capacity(samples);
+        let (mut warm, mut cold) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
         for _ in 0..samples {
             let start = Instant::now();
             let (status, _) = bench.page(&path).await;
-            times.push(start.elapsed());
+            warm.push(start.elapsed());
+            assert_eq!(status, StatusCode::OK);
+            bench.state.cache.invalidate();
+            let start = Instant::now();
+            let (status, _) = bench.page(&path).await;
+            cold.push(start.elapsed());
             assert_eq!(status, StatusCode::OK);
         }
-        times.sort();
+        warm.sort();
+        cold.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "{what:<36} {:>9.2} {:>9.2} {:>9.2} {:>12.1}",
-            ms(percentile(&times, 0.5)),
-            ms(percentile(&times, 0.99)),
-            ms(*times.last().unwrap()),
+            "{what:<36} {:>9.2} {:>9.2} {:>9.2} {:>11.2} {:>11.2} {:>12.1}",
+            ms(percentile(&warm, 0.5)),
+            ms(percentile(&warm, 0.99)),
+            ms(*warm.last().unwrap()),
+            ms(percentile(&cold, 0.5)),
+            ms(percentile(&cold, 0.99)),
             (size + css + js) as f64 / 1024.0
         );
     }
-    let _ = &bench.state;
     if std::env::var_os("KATO_BENCH_SKIP_LIVE").is_none() {
         live(quick).await;
     }

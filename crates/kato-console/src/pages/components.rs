@@ -67,6 +67,25 @@ async fn team_components(console: &Console, session: &Session, team: &str) -> Re
     console.api.get(&session.token, &api_path(team, None)).await
 }
 
+/// The components `component` depends on (one read each, not the team's whole list); one gone
+/// meanwhile is left out.
+async fn dependencies(
+    console: &Console,
+    session: &Session,
+    team: &str,
+    component: &ComponentSpec,
+) -> Result<Vec<ComponentSpec>, Failure> {
+    let mut out = Vec::with_capacity(component.depends_on.len());
+    for d in &component.depends_on {
+        match console.api.get(&session.token, &api_path(team, Some(d.as_str()))).await {
+            Ok(spec) => out.push(spec),
+            Err(f) if f.status == StatusCode::NOT_FOUND => {}
+            Err(f) => return Err(f),
+        }
+    }
+    Ok(out)
+}
+
 /// A component as the list shows it: read without checking its names and image again (the
 /// API did), which keeps a list of thousands quick.
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::acks::{self, Installed, installation_path};
 use super::values::{self, Section, Shown};
-use super::{api_path, not_the_forms, page_path, team_components, with_status};
+use super::{api_path, dependencies, not_the_forms, page_path, with_status};
 use crate::api::enc;
 use crate::form::{Fields, Form};
 use crate::view::{Nav, check_csrf, failure, page};
@@ -257,7 +257,7 @@ async fn tab_with(console: &Console, session: &Session, team: &str, c: &str, out
             .api
             .get(&session.token, &format!("{}/plugins", api_path(team, Some(c))))
             .await?;
-        let all = team_components(console, session, team).await?;
+        let all = dependencies(console, session, team, &component).await?;
         let choices = choices(console, session, team, &installed).await?;
         let mut views = Vec::new();
         for i in &installed {
@@ -366,7 +366,7 @@ async fn save_body(
     fields: &Fields,
 ) -> Result<Result<Value, BTreeMap<String, String>>, Failure> {
     let component: ComponentSpec = console.api.get(&session.token, &api_path(team, Some(c))).await?;
-    let all = team_components(console, session, team).await?;
+    let all = dependencies(console, session, team, &component).await?;
     let versions = versions(console, session, team, &current.plugin).await?;
     let mut errors = BTreeMap::new();
     let number = match fields.get("version").map(str::parse::<u32>) {
