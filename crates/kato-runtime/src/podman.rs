@@ -37,7 +37,9 @@ use crate::{
 /// The settings podman needs on hosts like Kato's (cgroup v1 hybrid mode, no systemd).
 pub const CONTAINERS_CONF: &str = include_str!("../../../config/containers.conf");
 
+mod cri;
 mod files;
+mod follow;
 mod logs;
 mod network;
 mod plan;

@@ -276,6 +276,72 @@ async fn deploy_redeploy_status_logs_and_stop() {
     rt.stop(c).await.unwrap();
 }
 
+/// The next line of a followed log, waiting at most 60 s.
+async fn next_line(stream: &mut kato_runtime::LogStream) -> Option<String> {
+    let next = tokio::time::timeout(Duration::from_secs(60), stream.next())
+        .await
+        .expect("the followed log moves on in time")?;
+    Some(String::from_utf8(next.unwrap().to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn a_followed_log_gets_lines_written_later_and_ends_when_the_container_stops() {
+    busybox_image();
+    let _cleanup = Cleanup(&["rtt6"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let c = ComponentRef {
+        team: "rtt6",
+        component: "web",
+    };
+    let script =
+        "echo first; echo oops >&2; printf 'half '; echo line; trap 'echo bye; exit 0' TERM; sleep 100000 & wait";
+    let app = rendered(c.team, c.component, vec![container("web", script)], vec![]);
+    rt.deploy(c, &app).await.unwrap();
+    wait_for(&rt, c, "running", |s| s.state == ComponentState::Running).await;
+    let follow = |tail| {
+        rt.logs(
+            c,
+            LogsRequest {
+                container: None,
+                tail,
+                follow: true,
+            },
+        )
+    };
+
+    // stdout and stderr both (conmon reads their pipes in either order), a line written in
+    // two pieces whole.
+    let mut all = follow(None).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(next_line(&mut all).await.expect("the log goes on"));
+    }
+    let stdout: Vec<&String> = seen.iter().filter(|l| *l != "oops\n").collect();
+    assert_eq!(stdout, ["first\n", "half line\n"], "{seen:?}");
+
+    // A line written after following began arrives.
+    let ctr = format!("{}-web", kato_render::names::podman_pod_name(c.team, c.component));
+    let ctr = ctr.as_str();
+    let out = podman(&["exec", ctr, "/bin/sh", "-c", "echo later > /proc/1/fd/1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(next_line(&mut all).await.as_deref(), Some("later\n"));
+
+    // The last lines, then what comes.
+    let mut last = follow(Some(2)).await.unwrap();
+    let before = next_line(&mut last).await;
+    assert_eq!(before.as_ref(), seen.last(), "the line before the last");
+    assert_eq!(next_line(&mut last).await.as_deref(), Some("later\n"));
+    drop(last);
+
+    // The container stops: what it wrote on the way out arrives, then the stream ends.
+    let out = podman(&["stop", "--time", "10", ctr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(next_line(&mut all).await.as_deref(), Some("bye\n"));
+    assert_eq!(next_line(&mut all).await, None, "the stream ends with the container");
+    rt.stop(c).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_failing_init_container_keeps_the_app_from_starting() {
     busybox_image();

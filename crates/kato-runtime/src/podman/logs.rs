@@ -1,4 +1,5 @@
-//! A component's logs: the pod found by name and checked by labels, the container by its id.
+//! A component's logs: the pod found by name and checked by labels, the container by its id;
+//! followed from podman's log file where it can be ([`super::follow`]), else from `podman logs`.
 
 use super::*;
 
@@ -33,7 +34,7 @@ impl PodmanRuntime {
             .filter(|ctr| ctr.id != inspect.infra_container_id)
             .filter_map(|ctr| Some((ctr.name.strip_prefix(&prefix)?.to_owned(), ctr.id)))
             .collect();
-        let name = request.container.unwrap_or_else(|| c.component.to_owned());
+        let name = request.container.clone().unwrap_or_else(|| c.component.to_owned());
         let Some((_, id)) = known.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
             return Err(RuntimeError::NoSuchContainer {
@@ -41,6 +42,16 @@ impl PodmanRuntime {
                 known: names.join(", "),
             });
         };
+        if request.follow
+            && let Some(path) = self.k8s_log_file(id).await?
+        {
+            return self.follow_file(id, path, request.tail).await;
+        }
+        self.podman_logs(id, &request)
+    }
+
+    /// `podman logs`, for a log that is not followed or not in a `k8s-file`.
+    fn podman_logs(&self, id: &str, request: &LogsRequest) -> Result<LogStream, RuntimeError> {
         let mut a = args(["logs"]);
         if let Some(n) = request.tail {
             a.push(format!("--tail={n}").into());
