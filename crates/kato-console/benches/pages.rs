@@ -290,16 +290,28 @@ async fn delays(url: &str, cookie: &str, count: usize, limit: Duration) -> Vec<D
     // Lines written before the stream opened come at once: they are not counted.
     let opened = uptime();
     let deadline = Instant::now() + limit;
-    let (mut buf, mut out) = (String::new(), Vec::new());
+    let (mut buf, mut out, mut seen) = (String::new(), Vec::new(), String::new());
     while out.len() < count {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, res.chunk()).await else {
-            panic!("{url}: {} of {count} stamped lines in {limit:?}", out.len());
+            let tail: String = seen
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "{url}: {} of {count} stamped lines in {limit:?}; the stream's end:\n{tail}",
+                out.len()
+            );
         };
         let now = uptime();
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
+            seen.push_str(&event);
             let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
                 continue;
             };
@@ -373,8 +385,10 @@ async fn live(quick: bool) {
     repo.write(
         "Dockerfile",
         &format!(
-            "FROM {}\nRUN for i in $(seq 1 {}); do cat /proc/uptime; usleep 200000; done\n",
+            // The run's own mark keeps the builder from answering the step from its cache.
+            "FROM {}\nRUN echo run {} && for i in $(seq 1 {}); do cat /proc/uptime; usleep 200000; done\n",
             kato_testkit::busybox_full_image(),
+            uptime(),
             lines + 5
         ),
     )
