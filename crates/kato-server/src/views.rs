@@ -19,6 +19,24 @@ pub fn plugin(r: &PluginRecord) -> Value {
 /// `latest_version` (`{number, status}` of the newest version, `null` before the first) and
 /// `used_by` (how many components install it). Written straight to bytes, without a `Value`
 /// tree per entry: a team of 1,000 plug-ins is ~0.5 MB.
+/// `GET …/plugins?view=brief`: what a list shows of each plug-in.
+pub fn plugin_briefs(list: &[kato_store::PluginBrief]) -> serde_json::Result<Vec<u8>> {
+    let entries: Vec<Value> = list
+        .iter()
+        .map(|b| {
+            json!({
+                "name": b.name,
+                "description": b.description,
+                "kind": b.kind,
+                "memory_mib": b.memory_mib,
+                "latest_version": b.latest_version.map(|(number, status)| json!({"number": number, "status": status})),
+                "used_by": b.used_by,
+            })
+        })
+        .collect();
+    serde_json::to_vec(&entries)
+}
+
 pub fn plugin_list(list: &[PluginSummary]) -> serde_json::Result<Vec<u8>> {
     #[derive(serde::Serialize)]
     struct Latest {

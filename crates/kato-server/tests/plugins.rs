@@ -453,6 +453,31 @@ async fn the_list_shows_each_plugins_newest_version_and_how_many_components_inst
             (json!("p"), json!({"number": 2, "status": "failed"}), json!(2)),
         ]
     );
+    // The brief view: the same, with only what a list shows beside it.
+    let brief = s
+        .ok(Method::GET, "/teams/demo/plugins?view=brief", None, StatusCode::OK)
+        .await;
+    for (b, full) in brief.as_array().unwrap().iter().zip(list.as_array().unwrap()) {
+        let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["description", "kind", "latest_version", "memory_mib", "name", "used_by"],
+            "{b}"
+        );
+        for k in ["name", "kind", "memory_mib", "latest_version", "used_by"] {
+            assert_eq!(b[k], full[k], "{k}: {b} against {full}");
+        }
+        assert_eq!(b["description"], full.get("description").cloned().unwrap_or(json!("")));
+    }
+    let refused = s
+        .ok(
+            Method::GET,
+            "/teams/demo/plugins?view=short",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    assert_eq!(refused["error"]["field"], "view", "{refused}");
     // Beside those, each entry is the draft as GET shows it, secret defaults left out.
     s.ok(
         Method::POST,

@@ -76,6 +76,19 @@ pub struct PluginRecord {
     pub updated_at: Timestamp,
 }
 
+/// What a list of plug-ins shows of each, read without the draft's whole spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginBrief {
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub memory_mib: u64,
+    /// The number and status of the newest version still kept, if any.
+    pub latest_version: Option<(u32, VersionStatus)>,
+    /// How many components of the team install it.
+    pub used_by: u64,
+}
+
 /// A plug-in's draft with what a list of plug-ins shows beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSummary {

@@ -9,7 +9,7 @@ use crate::keys::{Keyring, SecretKey};
 use crate::sealing::{Part, open_doc, place, seal_doc};
 use crate::store::sealed_reads;
 use crate::teams::{no_team, team_exists};
-use crate::{PluginRecord, PluginSummary, StoreError, Tx};
+use crate::{Backend, PluginBrief, PluginRecord, PluginSummary, Store, StoreError, Tx};
 
 pub(crate) fn no_plugin(team: &TeamName, plugin: &PluginName) -> StoreError {
     StoreError::NotFound(format!("plug-in `{plugin}` does not exist in team `{team}`"))
@@ -114,6 +114,76 @@ async fn list_plugin_summaries<'e>(
             })
         })
         .collect()
+}
+
+/// A brief's query: kind, description and memory read out of the stored spec by the database,
+/// so that the spec's text is neither sent nor decoded.
+macro_rules! brief_sql {
+    ($kind:literal, $description:literal, $memory:literal) => {
+        concat!(
+            "SELECT p.name, ",
+            $description,
+            ", ",
+            $kind,
+            ", ",
+            $memory,
+            ", v.number, v.status, ",
+            "(SELECT COUNT(*) FROM installations i WHERE i.team = p.team AND i.plugin = p.name) ",
+            "FROM plugins p LEFT JOIN versions v ON v.team = p.team AND v.plugin = p.name ",
+            "AND v.number = (SELECT MAX(w.number) FROM versions w WHERE w.team = p.team AND w.plugin = p.name) ",
+            "WHERE p.team = $1 ORDER BY p.name"
+        )
+    };
+}
+
+fn brief_sql(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => brief_sql!(
+            "json_extract(p.spec, '$.kind')",
+            "COALESCE(json_extract(p.spec, '$.description'), '')",
+            "CAST(COALESCE(json_extract(p.spec, '$.memory_mib'), 0) AS BIGINT)"
+        ),
+        Backend::Postgres => brief_sql!(
+            "(p.spec::jsonb ->> 'kind')",
+            "COALESCE(p.spec::jsonb ->> 'description', '')",
+            "CAST(COALESCE(p.spec::jsonb ->> 'memory_mib', '0') AS BIGINT)"
+        ),
+    }
+}
+
+/// name, description, kind, memory, the newest version's number and status, installations.
+type BriefRow = (String, String, String, i64, Option<i64>, Option<String>, i64);
+
+impl Store {
+    /// The team's plug-ins by name, as a list shows them (see [`PluginBrief`]): what
+    /// [`Store::list_plugin_summaries`] tells, without reading each draft's spec.
+    pub async fn list_plugin_briefs(&self, team: &TeamName) -> Result<Vec<PluginBrief>, StoreError> {
+        let query = sqlx::query_as::<_, BriefRow>(brief_sql(self.backend())).bind(team.as_str());
+        let rows = match self.readers() {
+            Some(readers) => {
+                let mut reader = readers.get().await?;
+                let result = query.fetch_all(reader.conn()).await.map_err(StoreError::from);
+                reader.done(result)?
+            }
+            None => query.fetch_all(self.pool()).await?,
+        };
+        rows.into_iter()
+            .map(|(name, description, kind, memory, n, st, used_by)| {
+                let latest_version = match (n, st) {
+                    (Some(n), Some(st)) => Some((number(n)?, status(&st)?)),
+                    _ => None,
+                };
+                Ok(PluginBrief {
+                    name,
+                    description,
+                    kind,
+                    memory_mib: u64::try_from(memory).unwrap_or(0),
+                    latest_version,
+                    used_by: u64::try_from(used_by).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Tx {

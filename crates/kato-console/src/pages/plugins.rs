@@ -112,7 +112,7 @@ async fn list(
     Path(team): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let api_path = format!("/teams/{}/plugins", enc(&team));
+    let api_path = format!("/teams/{}/plugins?view=brief", enc(&team));
     let (nav, listed) = tokio::join!(
         Nav::of(&console, &session, &team, "plugins", format!("/teams/{team}/plugins")),
         console.api.get::<Vec<Listed>>(&session.token, &api_path),

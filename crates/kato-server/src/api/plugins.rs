@@ -75,15 +75,40 @@ async fn create_plugin(
 
 /// The team's plug-ins with their newest version and users: one query, and on a single-process
 /// server kept until the next write (a team of 1,000 plug-ins is ~0.5 MB of JSON to build).
+#[derive(serde::Deserialize, Default)]
+struct ListQuery {
+    /// `brief`: only what a list shows (name, description, kind, memory_mib, latest_version,
+    /// used_by), without each draft's config groups; read without decoding the drafts.
+    view: Option<String>,
+}
+
 async fn list_plugins(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path(team): Path<String>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Response> {
     let team = crate::ops::existing_team(&state, &who, &team).await?;
-    let key = format!("plugins/{team}");
+    let brief = match q.view.as_deref() {
+        None | Some("full") => false,
+        Some("brief") => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "view",
+                format!("`{other}` is not a view: give `brief`, or leave it out for the whole drafts"),
+            ));
+        }
+    };
+    let key = format!("plugins{}/{team}", if brief { "-brief" } else { "" });
     let body = match state.cache.body(&key) {
         Some(b) => b,
+        None if brief => {
+            let generation = state.cache.generation();
+            let plugins = state.store.list_plugin_briefs(&team).await?;
+            let body = Bytes::from(views::plugin_briefs(&plugins).map_err(|e| ApiError::Internal(e.to_string()))?);
+            state.cache.put_body(generation, key, body.clone());
+            body
+        }
         None => {
             let generation = state.cache.generation();
             let plugins = state.store.list_plugin_summaries(&team).await?;

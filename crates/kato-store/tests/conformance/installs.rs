@@ -291,4 +291,34 @@ pub async fn plugin_summaries_show_the_newest_version_and_how_many_components_in
         (theirs.len(), theirs[0].latest_version, theirs[0].used_by),
         (1, Some((3, VersionStatus::Queued)), 1)
     );
+
+    // The briefs tell the same as the summaries, read out of the stored specs by the database.
+    let mut tx = store.begin().await.unwrap();
+    let mut described = plugin("e");
+    described.description = "tails \"logs\" — ünïcode".into();
+    described.memory_mib = 96;
+    tx.insert_plugin(&t, &described).await.unwrap();
+    tx.commit().await.unwrap();
+    let summaries: Vec<kato_store::PluginBrief> = store
+        .list_plugin_summaries(&t)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| kato_store::PluginBrief {
+            name: s.plugin.spec.name.to_string(),
+            description: s.plugin.spec.description.clone(),
+            kind: s.plugin.spec.kind.to_string(),
+            memory_mib: u64::from(s.plugin.spec.memory_mib),
+            latest_version: s.latest_version,
+            used_by: s.used_by,
+        })
+        .collect();
+    let briefs = store.list_plugin_briefs(&t).await.unwrap();
+    assert_eq!(briefs, summaries);
+    assert_eq!(briefs.len(), 5);
+    assert_eq!(
+        (briefs[4].description.as_str(), briefs[4].memory_mib),
+        ("tails \"logs\" — ünïcode", 96)
+    );
+    assert_eq!(store.list_plugin_briefs(&other).await.unwrap().len(), 1);
 }

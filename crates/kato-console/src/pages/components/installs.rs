@@ -115,7 +115,7 @@ async fn choices(
 ) -> Result<Vec<Choice>, Failure> {
     let plugins: Vec<Listed> = console
         .api
-        .get(&session.token, &format!("/teams/{}/plugins", enc(team)))
+        .get(&session.token, &format!("/teams/{}/plugins?view=brief", enc(team)))
         .await?;
     let mut out = Vec::new();
     for p in plugins.iter().filter(|p| !installed.iter().any(|i| i.plugin == p.name)) {
