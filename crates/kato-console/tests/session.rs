@@ -173,3 +173,46 @@ async fn a_new_token_is_shown_once_and_a_refused_form_keeps_what_was_typed() {
         refused.body
     );
 }
+
+#[tokio::test]
+async fn settings_revoke_a_token_and_remove_a_credential_only_with_the_csrf_value() {
+    let c = Console::start().await;
+    let a = c.team("alpha").await;
+    let (_, tokens) = c
+        .api(&c.admin, axum::http::Method::GET, "/teams/alpha/tokens", None)
+        .await;
+    let id = tokens[0]["id"].to_string();
+    let (s, _) = c
+        .api(
+            &c.admin,
+            axum::http::Method::POST,
+            "/teams/alpha/credentials",
+            Some(serde_json::json!({"host": "registry.example.com", "username": "u", "password": "p"})),
+        )
+        .await;
+    assert!(s.is_success(), "{s}");
+    let revoke = format!("/teams/alpha/settings/tokens/{id}/delete");
+    let remove = "/teams/alpha/settings/credentials/registry.example.com/delete";
+    for path in [revoke.as_str(), remove] {
+        let refused = c.post_raw(&c.admin, path, &[], "same-origin").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(
+        c.get(&a, "/teams/alpha/settings").await.status,
+        StatusCode::OK,
+        "nothing revoked"
+    );
+    let removed = c.post(&c.admin, remove, &[]).await;
+    assert_eq!(removed.location(), "/teams/alpha/settings");
+    let (_, creds) = c
+        .api(&c.admin, axum::http::Method::GET, "/teams/alpha/credentials", None)
+        .await;
+    assert_eq!(creds, serde_json::json!([]));
+    let revoked = c.post(&c.admin, &revoke, &[]).await;
+    assert_eq!(revoked.location(), "/teams/alpha/settings");
+    assert_eq!(
+        c.get(&a, "/teams/alpha/settings").await.status,
+        StatusCode::SEE_OTHER,
+        "the session ended"
+    );
+}

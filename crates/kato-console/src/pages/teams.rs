@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::enc;
-use crate::form::Form;
+use crate::form::{Fields, Form};
 use crate::view::{Nav, check_csrf, failure, page};
 use crate::{Console, Session};
 
@@ -220,14 +220,7 @@ async fn delete_token(
     Path((team, id)): Path<(String, String)>,
     Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &form) {
-        return r;
-    }
-    let path = format!("/teams/{}/tokens/{}", enc(&team), enc(&id));
-    match console.api.call(&session.token, Method::DELETE, &path, None).await {
-        Ok(_) => Redirect::to(&format!("/teams/{}/settings", enc(&team))).into_response(),
-        Err(f) => failure(&f),
-    }
+    delete_then_settings(&console, &session, &team, &form, &format!("tokens/{}", enc(&id))).await
 }
 
 async fn put_credential(
@@ -274,12 +267,17 @@ async fn delete_credential(
     Path((team, host)): Path<(String, String)>,
     Form(form): Form,
 ) -> Response {
-    if let Err(r) = check_csrf(&session, &form) {
+    delete_then_settings(&console, &session, &team, &form, &format!("credentials/{}", enc(&host))).await
+}
+
+/// Deletes `/teams/{team}/{what}` through the API and goes back to the settings page.
+async fn delete_then_settings(console: &Console, session: &Session, team: &str, form: &Fields, what: &str) -> Response {
+    if let Err(r) = check_csrf(session, form) {
         return r;
     }
-    let path = format!("/teams/{}/credentials/{}", enc(&team), enc(&host));
+    let path = format!("/teams/{}/{what}", enc(team));
     match console.api.call(&session.token, Method::DELETE, &path, None).await {
-        Ok(_) => Redirect::to(&format!("/teams/{}/settings", enc(&team))).into_response(),
+        Ok(_) => Redirect::to(&format!("/teams/{}/settings", enc(team))).into_response(),
         Err(f) => failure(&f),
     }
 }
