@@ -321,4 +321,10 @@ pub async fn plugin_summaries_show_the_newest_version_and_how_many_components_in
         ("tails \"logs\" — ünïcode", 96)
     );
     assert_eq!(store.list_plugin_briefs(&other).await.unwrap().len(), 1);
+    // A team without plug-ins: the database folds no row (SQL aggregates of nothing).
+    let empty = team("empty");
+    let mut tx = store.begin().await.unwrap();
+    tx.create_team(&empty).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.list_plugin_briefs(&empty).await.unwrap(), Vec::new());
 }
