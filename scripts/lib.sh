@@ -6,6 +6,10 @@
 # the scripts install with --no-install-recommends. `kato doctor` checks the same list.
 KATO_PACKAGES=(ca-certificates git podman conmon runc catatonit netavark aardvark-dns iptables uidmap buildah docker-registry)
 
+# What `scripts/defaults` needs to stage the default plug-ins' repo offline: git, Debian's static
+# busybox for the log collector's image, and ldd (libc-bin) to find the libraries kato-mesh loads.
+DEFAULTS_PACKAGES=(git busybox-static libc-bin)
+
 # Installs Debian packages that are missing; a no-op when all are present.
 need_packages() {
   local missing=()

@@ -112,6 +112,18 @@ fn parse(i: usize, team: &TeamName, doc: &Value) -> ApiResult<Parsed> {
     }
 }
 
+/// One `kind: Plugin` document (as `kato apply` sends it: YAML read into JSON), checked as an
+/// apply checks it; the default catalog's definitions are read with it.
+pub(crate) fn plugin_document(team: &TeamName, doc: &Value) -> ApiResult<PluginSpec> {
+    match parse(0, team, doc)? {
+        Parsed::Plugin(p) => Ok(p),
+        Parsed::Component(c, _) => Err(ApiError::invalid(
+            "documents[0].kind",
+            format!("`{}` is a Component: a plug-in definition is `kind: Plugin`", c.name),
+        )),
+    }
+}
+
 pub async fn handler(
     State(state): State<Arc<AppState>>,
     who: Caller,

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod auth;
 pub mod builds;
 pub mod cache;
+pub mod catalog;
 pub mod discovery;
 pub mod doctor;
 pub mod error;

@@ -399,24 +399,10 @@ pub async fn create_version(
         .ok_or_else(|| no_plugin(team, plugin))?
         .spec;
     let Source::Image(image) = &spec.source else {
-        let v = tx
-            .insert_version(team, plugin, &spec, VersionStatus::Queued, created_by)
-            .await?;
-        if state.builds.settings.registry.is_none() {
-            tx.finish_version(
-                team,
-                plugin,
-                v.number,
-                VersionStatus::Failed,
-                None,
-                Some(NO_PLATFORM_REGISTRY),
-            )
-            .await?;
-        }
-        let record = tx.get_version(team, plugin, v.number).await?;
+        let record = queue_build(&mut tx, state, team, &spec, created_by).await?;
         state.commit(tx).await?;
         state.builds.wake();
-        return record.ok_or_else(|| ApiError::Internal("version vanished".into()));
+        return Ok(record);
     };
     // Checked again here: a source stored before the rule, or by an older server.
     crate::policy::check_image(&state.builds, team, image, "source.image")?;
@@ -431,6 +417,36 @@ pub async fn create_version(
     let record = tx.get_version(team, plugin, v.number).await?;
     state.commit(tx).await?;
     record.ok_or_else(|| ApiError::Internal("version vanished".into()))
+}
+
+/// Snapshots `spec` (a Dockerfile source) into a new `queued` version inside the caller's
+/// transaction, for the build worker; without a platform registry it fails at once, saying so.
+/// The caller wakes the worker ([`crate::builds::Builds::wake`]) once it has committed.
+pub async fn queue_build(
+    tx: &mut Tx,
+    state: &AppState,
+    team: &TeamName,
+    spec: &PluginSpec,
+    created_by: &str,
+) -> ApiResult<VersionRecord> {
+    let plugin = &spec.name;
+    let v = tx
+        .insert_version(team, plugin, spec, VersionStatus::Queued, created_by)
+        .await?;
+    if state.builds.settings.registry.is_none() {
+        tx.finish_version(
+            team,
+            plugin,
+            v.number,
+            VersionStatus::Failed,
+            None,
+            Some(NO_PLATFORM_REGISTRY),
+        )
+        .await?;
+    }
+    tx.get_version(team, plugin, v.number)
+        .await?
+        .ok_or_else(|| ApiError::Internal("version vanished".into()))
 }
 
 /// Cancels a queued or running build: the version becomes `cancelled` at once, and the server

@@ -216,6 +216,13 @@ pub struct Serve {
     /// token always may). Off by default: such a repo reads the server's own disk.
     #[arg(long, env = "KATO_ALLOW_LOCAL_REPOS")]
     pub allow_local_repos: bool,
+    /// The git repo (a URL, or a directory on this server) the default plug-in catalog is
+    /// built from (`kato plugin install-defaults`); `scripts/defaults` stages one offline.
+    #[arg(long, env = "KATO_DEFAULTS_REPO")]
+    pub defaults_repo: Option<String>,
+    /// The branch, tag or commit of --defaults-repo to build (its default branch when absent).
+    #[arg(long, env = "KATO_DEFAULTS_REF", requires = "defaults_repo")]
+    pub defaults_ref: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
     /// Connections held open at once (API and discovery together); one more is answered 503.
@@ -343,6 +350,10 @@ pub enum PluginCmd {
         name: String,
         number: u32,
     },
+    /// Create the team's default plug-ins (the governance proxy as inbound-net, outbound-net
+    /// and inout-net, and the logtail log collector) and build them; plug-ins the team has
+    /// already are kept. Needs a server started with --defaults-repo.
+    InstallDefaults,
 }
 
 #[derive(Args, Debug)]

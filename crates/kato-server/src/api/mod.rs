@@ -2,6 +2,7 @@
 //! the OpenAPI document.
 
 mod builds;
+mod catalog;
 mod components;
 mod credentials;
 pub mod discovery;
@@ -35,6 +36,7 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
     let api = Router::new()
         .merge(teams::routes())
         .merge(plugins::routes())
+        .merge(catalog::routes())
         .merge(builds::routes())
         .merge(credentials::routes())
         .merge(components::routes())

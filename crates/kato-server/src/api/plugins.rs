@@ -120,7 +120,7 @@ async fn list_plugins(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn get_plugin(
+pub(super) async fn get_plugin(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path((team, plugin)): Path<(String, String)>,
@@ -148,14 +148,14 @@ async fn get_plugin(
 }
 
 #[derive(Deserialize)]
-struct PatchQuery {
+pub(super) struct PatchQuery {
     /// Check the patch as a save would, and answer the draft it would make, without saving.
     #[serde(default)]
     dry_run: bool,
 }
 
 /// RFC 7386 JSON merge patch over the draft; the name cannot change.
-async fn patch_plugin(
+pub(super) async fn patch_plugin(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path((team, plugin)): Path<(String, String)>,
@@ -248,12 +248,12 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 #[derive(Deserialize)]
-struct DeleteQuery {
+pub(super) struct DeleteQuery {
     #[serde(default)]
     force: bool,
 }
 
-async fn delete_plugin(
+pub(super) async fn delete_plugin(
     State(state): State<Arc<AppState>>,
     who: Principal,
     Path((team, plugin)): Path<(String, String)>,

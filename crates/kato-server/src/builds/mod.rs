@@ -39,6 +39,9 @@ pub struct BuildSettings {
     /// Whether team tokens may build from directories on the server and `file://` repos
     /// (`--allow-local-repos`); the admin token always may.
     pub allow_local_repos: bool,
+    /// The repo the default plug-in catalog is built from (`--defaults-repo`, `--defaults-ref`);
+    /// without one, installing the defaults is refused.
+    pub defaults: Option<crate::catalog::DefaultsRepo>,
 }
 
 impl Default for BuildSettings {
@@ -51,6 +54,7 @@ impl Default for BuildSettings {
             builder: "podman".into(),
             local_registry: None,
             allow_local_repos: false,
+            defaults: None,
         }
     }
 }

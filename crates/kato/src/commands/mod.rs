@@ -157,6 +157,10 @@ fn server_config(g: &Global, s: Serve) -> Result<kato_server::Config> {
                 })?),
             },
             allow_local_repos: s.allow_local_repos,
+            defaults: s.defaults_repo.map(|repo| kato_server::catalog::DefaultsRepo {
+                repo,
+                git_ref: s.defaults_ref,
+            }),
             ..Default::default()
         },
         secret_key: key_source(&s.key),

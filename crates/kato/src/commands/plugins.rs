@@ -33,6 +33,14 @@ const VERSION_COLUMNS: [Column; 6] = [
     CREATED,
 ];
 
+const DEFAULTS_COLUMNS: [Column; 5] = [
+    NAME,
+    ("KIND", |v| field(v, "kind")),
+    ("STATE", |v| field(v, "state")),
+    ("VERSION", |v| field(&v["version"], "number")),
+    ("STATUS", |v| field(&v["version"], "status")),
+];
+
 /// Who created a version: `admin`, `token <name>`, or `unknown` for one from before servers
 /// recorded it.
 fn built_by(v: &Value) -> String {
@@ -137,6 +145,15 @@ pub async fn run(g: &Global, c: PluginCmd) -> Result<()> {
             g.output,
             &VERSION_COLUMNS,
         ),
+        PluginCmd::InstallDefaults => {
+            let v = client.call(Method::POST, &format!("{base}/defaults"), None).await?;
+            if g.output == crate::cli::Format::Table {
+                print(&v["plugins"], g.output, &DEFAULTS_COLUMNS);
+                eprintln!("builds run in the background: `kato plugin log NAME VERSION -f` follows one");
+            } else {
+                print(&v, g.output, &DEFAULTS_COLUMNS);
+            }
+        }
         PluginCmd::DeleteVersion { name, number } => {
             client
                 .call(Method::DELETE, &format!("{base}/{name}/versions/{number}"), None)
