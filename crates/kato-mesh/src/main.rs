@@ -1,0 +1,183 @@
+//! `kato-mesh`: watches the plug-in's discovery document, applies each revision live and acks
+//! it; `--document FILE` serves one static document instead (benches and tests). SIGTERM
+//! drains and exits 0.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kato_discovery_client::{AckStatus, Client, Document};
+use kato_mesh::{Config, LogLevel, Mesh, Rejection};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Registry, reload};
+
+const USAGE: &str = "usage: kato-mesh [--document FILE]
+
+Kato's governance proxy plug-in. In a pod it reads KATO_DISCOVERY_URL, KATO_DISCOVERY_TOKEN,
+KATO_TEAM and HOSTNAME, watches its discovery document and acks each revision.
+  --document FILE   serve this static discovery document (JSON) instead; for benches and tests
+";
+
+type LevelHandle = reload::Handle<LevelFilter, Registry>;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut document = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--document" => match args.next() {
+                Some(f) => document = Some(f),
+                None => return usage("--document needs a file"),
+            },
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "-V" | "--version" => {
+                println!("kato-mesh {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => return usage(&format!("unknown argument `{other}`")),
+        }
+    }
+    let (filter, level) = reload::Layer::new(LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().json().with_current_span(false))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(document, level))
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("kato-mesh: {problem}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+async fn run(document: Option<String>, level: LevelHandle) -> ExitCode {
+    let team = std::env::var("KATO_TEAM").unwrap_or_else(|_| {
+        tracing::warn!("KATO_TEAM is not set: downstream names end in `.default`");
+        "default".to_owned()
+    });
+    let mut mesh = Mesh::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let code = match document {
+        Some(file) => match serve_file(&mut mesh, &file, &team, &level).await {
+            Ok(()) => {
+                shutdown.await;
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                tracing::error!(%message, "document rejected");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match Client::from_env() {
+            Ok(client) => {
+                watch(&mut mesh, &client, &team, &level, shutdown).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the discovery document; pass --document FILE outside a pod");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    tracing::info!("shutting down: draining");
+    mesh.drain().await;
+    tracing::info!("drained");
+    code
+}
+
+async fn serve_file(mesh: &mut Mesh, file: &str, team: &str, level: &LevelHandle) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let doc: Document = serde_json::from_str(&text).map_err(|e| format!("{file} is not a discovery document: {e}"))?;
+    apply(mesh, &doc, team, level).await.map(|_| ()).map_err(|r| r.to_string())
+}
+
+async fn apply(mesh: &mut Mesh, doc: &Document, team: &str, level: &LevelHandle) -> Result<String, Rejection> {
+    let config = Config::from_document(doc, team).inspect_err(|_| mesh.note_rejection())?;
+    let log_level = config.base.log_level;
+    let summary = mesh.apply(config).await?;
+    let filter = match log_level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+    };
+    let _ = level.modify(|f| *f = filter);
+    let message = summary.to_string();
+    tracing::info!(revision = doc.revision, summary = %message, "applied");
+    Ok(message)
+}
+
+async fn watch(
+    mesh: &mut Mesh,
+    client: &Client,
+    team: &str,
+    level: &LevelHandle,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) {
+    let pod = std::env::var("HOSTNAME").unwrap_or_default();
+    let mut watch = client.watch();
+    loop {
+        let next = tokio::select! {
+            n = watch.next() => n,
+            _ = shutdown.as_mut() => return,
+        };
+        let doc = match next {
+            Ok(doc) => doc,
+            Err(e) => {
+                // Uninstalled or token rotated: keep serving what we have, look again later.
+                tracing::error!(error = %e, "discovery refused; serving the last good config");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = shutdown.as_mut() => return,
+                }
+                watch = client.watch();
+                continue;
+            }
+        };
+        let (status, message) = match apply(mesh, &doc, team, level).await {
+            Ok(m) => (AckStatus::Applied, m),
+            Err(r) => {
+                let m = r.to_string();
+                tracing::warn!(revision = doc.revision, reason = %m, "rejected; the last good config keeps serving");
+                (AckStatus::Rejected, m)
+            }
+        };
+        if let Err(e) = client.ack(doc.revision, &pod, status, &message).await {
+            tracing::warn!(revision = doc.revision, error = %e, "ack failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
