@@ -71,7 +71,11 @@ async fn run(span: Duration) {
     let mut paths: Vec<(&str, Option<Proxy>, u16)> = vec![("direct", None, backend.port())];
     paths.push(("kato-mesh", Some(Proxy::mesh(&stub, metrics_port).await), mesh_port));
     let nginx_port = free_port();
-    paths.push(("nginx", Some(Proxy::nginx(dir.path(), nginx_port, backend.port()).await), nginx_port));
+    paths.push((
+        "nginx",
+        Some(Proxy::nginx(dir.path(), nginx_port, backend.port()).await),
+        nginx_port,
+    ));
     let haproxy_port = free_port();
     paths.push((
         "haproxy",
@@ -92,7 +96,9 @@ async fn run(span: Duration) {
         let cpu0 = proxy.as_ref().map(|p| p.cpu_ticks());
         let fixed = load(addr, span).await;
         let cpu = match (proxy, cpu0) {
-            (Some(p), Some(c0)) => Some((p.cpu_ticks() - c0) as f64 * 1000.0 / ticks_per_second() / fixed.ok as f64 * 1000.0),
+            (Some(p), Some(c0)) => {
+                Some((p.cpu_ticks() - c0) as f64 * 1000.0 / ticks_per_second() / fixed.ok as f64 * 1000.0)
+            }
             _ => None,
         };
         let loaded = proxy.as_ref().map(|p| p.rss_kib());
@@ -112,7 +118,16 @@ async fn run(span: Duration) {
     let direct = (rows[0].p50, rows[0].p99);
     println!(
         "{:<10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>11} {:>14} {:>9} {:>9}",
-        "path", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "errors", "sat req/s", "CPU ms/1k req", "RSS idle", "RSS load"
+        "path",
+        "p50 ms",
+        "p99 ms",
+        "+p50 ms",
+        "+p99 ms",
+        "errors",
+        "sat req/s",
+        "CPU ms/1k req",
+        "RSS idle",
+        "RSS load"
     );
     for r in &rows {
         println!(
@@ -125,8 +140,12 @@ async fn run(span: Duration) {
             r.errors,
             r.rps,
             r.cpu_ms_per_k.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
-            r.rss_idle.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
-            r.rss_load.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
+            r.rss_idle
+                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+            r.rss_load
+                .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
         );
     }
 
@@ -135,7 +154,10 @@ async fn run(span: Duration) {
     let third = span / 3;
     let changes = [
         (third, mesh_document(2, backend.port(), mesh_port, metrics_port, "5000")),
-        (third * 2, mesh_document(3, backend.port(), mesh_port, metrics_port, "20000")),
+        (
+            third * 2,
+            mesh_document(3, backend.port(), mesh_port, metrics_port, "20000"),
+        ),
     ];
     let run = load_with_changes(addr, span, &stub, &changes).await;
     let steady = run.window(Duration::ZERO, third).percentile(99.0);
@@ -220,7 +242,9 @@ async fn start_backend() -> Backend {
         rt.block_on(async move {
             let listener = TcpListener::from_std(listener).expect("listener");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
@@ -408,7 +432,10 @@ async fn get_status(addr: SocketAddr, path: &str) -> Option<StatusCode> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
     tokio::spawn(conn);
-    let req = Request::get(path).header("host", "bench").body(Empty::<Bytes>::new()).ok()?;
+    let req = Request::get(path)
+        .header("host", "bench")
+        .body(Empty::<Bytes>::new())
+        .ok()?;
     let res = send.send_request(req).await.ok()?;
     let status = res.status();
     let _ = res.into_body().collect().await;
@@ -438,7 +465,12 @@ impl Run {
 
     fn window(&self, from: Duration, to: Duration) -> Run {
         Run {
-            samples: self.samples.iter().copied().filter(|s| s.0 >= from && s.0 < to).collect(),
+            samples: self
+                .samples
+                .iter()
+                .copied()
+                .filter(|s| s.0 >= from && s.0 < to)
+                .collect(),
             ok: 0,
             errors: 0,
         }
@@ -450,7 +482,12 @@ async fn warm(addr: SocketAddr) {
     let _ = load(addr, Duration::from_millis(500)).await;
 }
 
-async fn load_with_changes(addr: SocketAddr, span: Duration, stub: &Stub, changes: &[(Duration, serde_json::Value)]) -> Run {
+async fn load_with_changes(
+    addr: SocketAddr,
+    span: Duration,
+    stub: &Stub,
+    changes: &[(Duration, serde_json::Value)],
+) -> Run {
     let start = Instant::now();
     let publisher = {
         let stub = stub.clone();
@@ -489,11 +526,19 @@ async fn load(addr: SocketAddr, span: Duration) -> Run {
                     run.errors += 1;
                     continue;
                 };
-                let req = Request::get("/").header("host", "bench").body(Empty::<Bytes>::new()).expect("request");
+                let req = Request::get("/")
+                    .header("host", "bench")
+                    .body(Empty::<Bytes>::new())
+                    .expect("request");
                 let ok = match send.send_request(req).await {
                     Ok(res) => {
                         let good = res.status() == StatusCode::OK;
-                        good && res.into_body().collect().await.map(|b| b.to_bytes().len() == BODY.len()).unwrap_or(false)
+                        good && res
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len() == BODY.len())
+                            .unwrap_or(false)
                     }
                     Err(_) => false,
                 };
@@ -530,7 +575,12 @@ async fn connect(addr: SocketAddr) -> Option<hyper::client::conn::http1::SendReq
 /// Requests/s at saturation: `wrk -t1 -c64`.
 fn wrk(addr: SocketAddr, span: Duration) -> f64 {
     let out = Command::new("wrk")
-        .args(["-t1", "-c64", &format!("-d{}s", span.as_secs()), &format!("http://{addr}/")])
+        .args([
+            "-t1",
+            "-c64",
+            &format!("-d{}s", span.as_secs()),
+            &format!("http://{addr}/"),
+        ])
         .output()
         .expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -566,7 +616,9 @@ impl Stub {
         let served = stub.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let stub = served.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -596,12 +648,18 @@ impl Stub {
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() == hyper::Method::POST {
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let ack: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            self.acks
-                .lock()
-                .expect("acks")
-                .push(format!("{} {}", ack["revision"], ack["status"].as_str().unwrap_or("?")));
+            self.acks.lock().expect("acks").push(format!(
+                "{} {}",
+                ack["revision"],
+                ack["status"].as_str().unwrap_or("?")
+            ));
             return Response::new(Full::new(Bytes::from_static(b"{}")));
         }
         let query = req.uri().query().unwrap_or("");
@@ -626,8 +684,10 @@ impl Stub {
         }
         let doc = rx.borrow().clone();
         let mut res = Response::new(Full::new(Bytes::from(doc.to_string())));
-        res.headers_mut()
-            .insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         res
     }
 }

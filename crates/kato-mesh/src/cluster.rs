@@ -436,7 +436,10 @@ async fn health_loop(cluster: Weak<Cluster>, interval: Duration, timeout: Durati
             let ep = ep.clone();
             let name = c.name.clone();
             tokio::spawn(async move {
-                let ok = matches!(tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await, Ok(Ok(_)));
+                let ok = matches!(
+                    tokio::time::timeout(timeout, TcpStream::connect(ep.addr)).await,
+                    Ok(Ok(_))
+                );
                 if ep.unhealthy.swap(!ok, Ordering::AcqRel) == ok {
                     if ok {
                         tracing::info!(cluster = %name, endpoint = %ep.addr, "health check passes again");

@@ -235,7 +235,10 @@ impl Config {
 
 fn parse_base(base: &Map<String, Value>) -> Result<Base, BadOption> {
     let o = Options(base);
-    let level = match o.choice("LOG_LEVEL", "info", &["error", "warn", "info", "debug"])?.as_str() {
+    let level = match o
+        .choice("LOG_LEVEL", "info", &["error", "warn", "info", "debug"])?
+        .as_str()
+    {
         "error" => LogLevel::Error,
         "warn" => LogLevel::Warn,
         "debug" => LogLevel::Debug,
@@ -269,7 +272,12 @@ fn parse_timeouts(o: &Options) -> Result<Timeouts, BadOption> {
     })
 }
 
-fn parse_inbound(port: u16, listen_port: u16, protocol: &str, options: &Map<String, Value>) -> Result<Inbound, BadOption> {
+fn parse_inbound(
+    port: u16,
+    listen_port: u16,
+    protocol: &str,
+    options: &Map<String, Value>,
+) -> Result<Inbound, BadOption> {
     let o = Options(options);
     let rate_limit = if o.yes_no("OPEN_LIMIT", false)? {
         Some(RateLimit {
@@ -332,7 +340,10 @@ fn parse_match(o: &Options) -> Result<Match, BadOption> {
             Options::bad(
                 "Domains",
                 &domains_text,
-                format!("has `{}`, which is not a host name; give host names separated by commas, or *", d.trim()),
+                format!(
+                    "has `{}`, which is not a host name; give host names separated by commas, or *",
+                    d.trim()
+                ),
             )
         })?);
     }
@@ -341,7 +352,11 @@ fn parse_match(o: &Options) -> Result<Match, BadOption> {
     }
     let prefix = o.string("Prefix", "/")?;
     if !prefix.starts_with('/') {
-        return Err(Options::bad("Prefix", &prefix, "does not start with /; give a path such as /api"));
+        return Err(Options::bad(
+            "Prefix",
+            &prefix,
+            "does not start with /; give a path such as /api",
+        ));
     }
     let headers_text = o.string("Headers", "")?;
     let mut headers = Vec::new();
@@ -353,7 +368,10 @@ fn parse_match(o: &Options) -> Result<Match, BadOption> {
             Options::bad(
                 "Headers",
                 &headers_text,
-                format!("has `{}`, which is not name:value; give pairs like x-env:canary;x-user:me", pair.trim()),
+                format!(
+                    "has `{}`, which is not name:value; give pairs like x-env:canary;x-user:me",
+                    pair.trim()
+                ),
             )
         })?);
     }

@@ -42,10 +42,7 @@ pub struct HttpService {
 
 /// The body of a proxied or locally made response.
 pub enum ProxyBody {
-    Upstream {
-        body: Incoming,
-        back: Option<Returner>,
-    },
+    Upstream { body: Incoming, back: Option<Returner> },
     Local(Option<Bytes>),
 }
 
@@ -186,17 +183,28 @@ async fn handle(mut req: Request<Incoming>, svc: &HttpService) -> Response<Proxy
     else {
         cluster.metrics.overflow.inc();
         cluster.metrics.status(503);
-        return local(StatusCode::SERVICE_UNAVAILABLE, "overflow", "too many requests in flight\n");
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overflow",
+            "too many requests in flight\n",
+        );
     };
     strip_hop_by_hop(&mut req);
-    let upgrade = req.headers().contains_key(UPGRADE).then(|| hyper::upgrade::on(&mut req));
+    let upgrade = req
+        .headers()
+        .contains_key(UPGRADE)
+        .then(|| hyper::upgrade::on(&mut req));
     let forwarded = forward(req, &cluster, &settings, gate);
     let res = match settings.timeouts.request {
         Some(t) => match tokio::time::timeout(t, forwarded).await {
             Ok(r) => r,
             Err(_) => {
                 cluster.metrics.timeouts.inc();
-                local(StatusCode::GATEWAY_TIMEOUT, "timeout", "the upstream did not answer in time\n")
+                local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "the upstream did not answer in time\n",
+                )
             }
         },
         None => forwarded.await,
@@ -229,7 +237,11 @@ async fn forward(
             Ok(s) => s,
             Err(ConnectError::Overflow) => {
                 cluster.metrics.overflow.inc();
-                return local(StatusCode::SERVICE_UNAVAILABLE, "overflow", "too many upstream connections\n");
+                return local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overflow",
+                    "too many upstream connections\n",
+                );
             }
             Err(e) => {
                 tracing::debug!(cluster = %cluster.name, error = %e, "connect failed");
@@ -243,7 +255,11 @@ async fn forward(
                         continue;
                     }
                 }
-                return local(StatusCode::SERVICE_UNAVAILABLE, "connect-failure", "cannot connect to the upstream\n");
+                return local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "connect-failure",
+                    "cannot connect to the upstream\n",
+                );
             }
         };
         match sender.try_send_request(req).await {
@@ -278,7 +294,11 @@ async fn forward(
                     tracing::debug!(cluster = %cluster.name, error = %e.error(), "upstream request failed");
                     cluster.metrics.upstream_errors.inc();
                     cluster.record(&ep, false);
-                    return local(StatusCode::BAD_GATEWAY, "upstream-error", "the upstream closed the connection\n");
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream-error",
+                        "the upstream closed the connection\n",
+                    );
                 }
             },
         }

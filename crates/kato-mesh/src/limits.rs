@@ -118,7 +118,9 @@ impl Gate {
         }
         if self
             .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max_pending).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max_pending).then_some(n + 1)
+            })
             .is_err()
         {
             return None;
@@ -217,7 +219,10 @@ mod tests {
         .unwrap();
         assert!(gate.enter(1, 1).await.is_none(), "queue full: overflow");
         drop(first);
-        assert!(waiting.await.unwrap().is_some(), "the queued request runs once a place frees");
+        assert!(
+            waiting.await.unwrap().is_some(),
+            "the queued request runs once a place frees"
+        );
         assert_eq!(gate.active(), 0);
         assert_eq!(gate.pending(), 0);
     }

@@ -100,7 +100,10 @@ async fn run(document: Option<String>, level: LevelHandle) -> ExitCode {
 async fn serve_file(mesh: &mut Mesh, file: &str, team: &str, level: &LevelHandle) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let doc: Document = serde_json::from_str(&text).map_err(|e| format!("{file} is not a discovery document: {e}"))?;
-    apply(mesh, &doc, team, level).await.map(|_| ()).map_err(|r| r.to_string())
+    apply(mesh, &doc, team, level)
+        .await
+        .map(|_| ())
+        .map_err(|r| r.to_string())
 }
 
 async fn apply(mesh: &mut Mesh, doc: &Document, team: &str, level: &LevelHandle) -> Result<String, Rejection> {

@@ -142,7 +142,10 @@ impl Mesh {
 
     /// The admin port's bound address.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.listeners.iter().find(|((r, _), _)| *r == Role::Admin).map(|(_, l)| l.addr)
+        self.listeners
+            .iter()
+            .find(|((r, _), _)| *r == Role::Admin)
+            .map(|(_, l)| l.addr)
     }
 
     /// Counts a rejected revision (its reason goes into the ack).
@@ -251,7 +254,14 @@ impl Mesh {
         out
     }
 
-    async fn cluster(&self, key: String, name: String, target: Target, settings: Settings, listener: &str) -> Arc<Cluster> {
+    async fn cluster(
+        &self,
+        key: String,
+        name: String,
+        target: Target,
+        settings: Settings,
+        listener: &str,
+    ) -> Arc<Cluster> {
         if let Some(c) = self.clusters.get(&key).filter(|c| c.target == target) {
             c.update(settings);
             return c.clone();
@@ -280,7 +290,9 @@ impl Mesh {
                 let key = format!("in {}", inbound.listen_port);
                 let target = Target::Fixed(SocketAddr::from((Ipv4Addr::LOCALHOST, inbound.port)));
                 let route = format!("127.0.0.1:{}", inbound.port);
-                let cluster = self.cluster(key.clone(), route, target, inbound_settings(inbound), &label).await;
+                let cluster = self
+                    .cluster(key.clone(), route, target, inbound_settings(inbound), &label)
+                    .await;
                 clusters.insert(key, cluster.clone());
                 summary.listeners.push(format!(
                     "{}→127.0.0.1:{} ({})",
@@ -290,15 +302,15 @@ impl Mesh {
                 match inbound.mode {
                     Mode::Http => Service::Http(Arc::new(HttpService {
                         routes: Table::new(vec![(crate::route::Match::any(), cluster)]),
-                        limiter: inbound.rate_limit.as_ref().and_then(|l| buckets.get(&l.domain).cloned()),
+                        limiter: inbound
+                            .rate_limit
+                            .as_ref()
+                            .and_then(|l| buckets.get(&l.domain).cloned()),
                         max_requests_per_connection: inbound.limits.max_requests_per_connection,
                         client_idle: inbound.timeouts.tcp_idle,
                         metrics,
                     })),
-                    _ => Service::Tcp(Arc::new(TcpService {
-                        cluster,
-                        metrics,
-                    })),
+                    _ => Service::Tcp(Arc::new(TcpService { cluster, metrics })),
                 }
             }
             What::Outbound(entries, mode) => {
@@ -310,15 +322,20 @@ impl Mesh {
                         host: o.host.clone(),
                         port: o.port,
                     };
-                    let cluster = self.cluster(key.clone(), o.name(), target, outbound_settings(o), &label).await;
+                    let cluster = self
+                        .cluster(key.clone(), o.name(), target, outbound_settings(o), &label)
+                        .await;
                     clusters.insert(key, cluster.clone());
                     routes.push((o.route.clone(), cluster));
                 }
                 let first = &config.outbound[entries[0]];
                 let hosts: Vec<String> = entries.iter().map(|&i| config.outbound[i].host.clone()).collect();
-                summary
-                    .listeners
-                    .push(format!("127.0.0.1:{}→{}:{} ({mode})", first.port, hosts.join("|"), first.port));
+                summary.listeners.push(format!(
+                    "127.0.0.1:{}→{}:{} ({mode})",
+                    first.port,
+                    hosts.join("|"),
+                    first.port
+                ));
                 let metrics = self.metrics.listener(&label);
                 match mode {
                     Mode::Http => Service::Http(Arc::new(HttpService {
@@ -367,7 +384,10 @@ fn plan(config: &Config) -> (Vec<Planned>, Vec<String>) {
     let mut notes = Vec::new();
     for (i, inbound) in config.inbound.iter().enumerate() {
         if inbound.mode == Mode::Skip {
-            notes.push(format!("inbound {} ({}) skipped: udp is not proxied", inbound.port, inbound.protocol));
+            notes.push(format!(
+                "inbound {} ({}) skipped: udp is not proxied",
+                inbound.port, inbound.protocol
+            ));
             continue;
         }
         plan.push(Planned {
@@ -382,7 +402,11 @@ fn plan(config: &Config) -> (Vec<Planned>, Vec<String>) {
         if !o.proxy {
             notes.push(format!("outbound {} not proxied (PROXY=NO)", o.name()));
         } else if o.mode == Mode::Skip {
-            notes.push(format!("outbound {} ({}) skipped: udp is not proxied", o.name(), o.protocol));
+            notes.push(format!(
+                "outbound {} ({}) skipped: udp is not proxied",
+                o.name(),
+                o.protocol
+            ));
         } else {
             by_port.entry(o.port).or_default().push(i);
         }

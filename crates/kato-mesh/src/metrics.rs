@@ -91,15 +91,27 @@ impl Metrics {
             "Time from the request to the response headers",
             m.latency.clone(),
         );
-        registry.register("ejections", "Endpoints ejected by outlier detection", m.ejections.clone());
+        registry.register(
+            "ejections",
+            "Endpoints ejected by outlier detection",
+            m.ejections.clone(),
+        );
         registry.register(
             "overflow",
             "Requests or connections refused by circuit breaking (x-kato-mesh: overflow)",
             m.overflow.clone(),
         );
         registry.register("active_connections", "Open client connections", m.connections.clone());
-        registry.register("connections", "Client connections accepted", m.connections_total.clone());
-        registry.register("rate_limited", "Requests answered 429 by the rate limit", m.rate_limited.clone());
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests answered 429 by the rate limit",
+            m.rate_limited.clone(),
+        );
         registry.register("config_revision", "The applied document revision", m.revision.clone());
         registry.register("config_rejections", "Revisions rejected", m.rejections.clone());
         Metrics { registry, ..m }

@@ -33,7 +33,11 @@ impl<'a> Options<'a> {
             Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(BadOption::new(name, &other.to_string(), "is not a string; give the value as text")),
+            Some(other) => Err(BadOption::new(
+                name,
+                &other.to_string(),
+                "is not a string; give the value as text",
+            )),
         }
     }
 
@@ -149,7 +153,10 @@ mod tests {
         assert!(o.yes_no("A", false).unwrap());
         assert!(!o.yes_no("B", true).unwrap());
         assert!(o.yes_no("X", true).unwrap());
-        assert_eq!(o.yes_no("C", true).unwrap_err().problem, "is neither YES nor NO; give YES or NO");
+        assert_eq!(
+            o.yes_no("C", true).unwrap_err().problem,
+            "is neither YES nor NO; give YES or NO"
+        );
         assert_eq!(o.choice("L", "info", &["info", "debug"]).unwrap(), "debug");
         assert!(o.choice("M", "info", &["info", "debug"]).is_err());
     }

@@ -20,7 +20,9 @@ impl Domain {
     pub fn parse(text: &str) -> Option<Domain> {
         let lower = text.trim().to_ascii_lowercase();
         let valid = |s: &str| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         };
         if lower == "*" {
             Some(Domain::Any)
@@ -188,8 +190,14 @@ mod tests {
     #[test]
     fn domains_parse() {
         assert_eq!(Domain::parse("*"), Some(Domain::Any));
-        assert_eq!(Domain::parse("API.Example.com"), Some(Domain::Exact("api.example.com".into())));
-        assert_eq!(Domain::parse("*.example.com"), Some(Domain::Suffix(".example.com".into())));
+        assert_eq!(
+            Domain::parse("API.Example.com"),
+            Some(Domain::Exact("api.example.com".into()))
+        );
+        assert_eq!(
+            Domain::parse("*.example.com"),
+            Some(Domain::Suffix(".example.com".into()))
+        );
         assert_eq!(Domain::parse("bad host"), None);
         assert_eq!(Domain::parse("a/b"), None);
     }
@@ -236,7 +244,10 @@ mod tests {
         ]);
         assert_eq!(t.select("h", "/web", &HeaderMap::new(), 0), Some(&"root"));
         assert_eq!(t.select("h", "/api/x", &HeaderMap::new(), 0), Some(&"api"));
-        assert_eq!(t.select("h", "/api/x", &hdrs(&[("x-env", "canary")]), 0), Some(&"canary"));
+        assert_eq!(
+            t.select("h", "/api/x", &hdrs(&[("x-env", "canary")]), 0),
+            Some(&"canary")
+        );
         let both = hdrs(&[("x-env", "canary"), ("x-user", "me")]);
         assert_eq!(t.select("h", "/api/x", &both, 0), Some(&"mine"));
         // Headers must all match: a wrong value falls back.
@@ -251,7 +262,9 @@ mod tests {
         let t = Table::new(vec![(m("*", "/", &[], 80), "a"), (m("*", "/", &[], 20), "b")]);
         let h = HeaderMap::new();
         // Every roll modulo 100 lands deterministically.
-        let a = (0..1000u64).filter(|r| t.select("h", "/", &h, *r) == Some(&"a")).count();
+        let a = (0..1000u64)
+            .filter(|r| t.select("h", "/", &h, *r) == Some(&"a"))
+            .count();
         assert_eq!(a, 800);
         // With random rolls the split is close to the weights.
         let a = (0..10_000)
