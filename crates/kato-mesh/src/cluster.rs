@@ -291,10 +291,10 @@ impl Cluster {
         let duration = {
             let mut s = lock(&ep.state);
             // An endpoint that stayed healthy for as long as its last ejection starts over.
-            if let Some(back) = s.returned {
-                if now.duration_since(back) > outlier.base_ejection * s.times.max(1) {
-                    s.times = 0;
-                }
+            if let Some(back) = s.returned
+                && now.duration_since(back) > outlier.base_ejection * s.times.max(1)
+            {
+                s.times = 0;
             }
             s.times += 1;
             let d = (outlier.base_ejection * s.times).min(MAX_EJECTION.max(outlier.base_ejection));

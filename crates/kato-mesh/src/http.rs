@@ -69,10 +69,10 @@ impl Body for ProxyBody {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream { body, back } => {
                 let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(None) = polled {
-                    if let Some(r) = back.take() {
-                        r.give_back();
-                    }
+                if let Poll::Ready(None) = polled
+                    && let Some(r) = back.take()
+                {
+                    r.give_back();
                 }
                 polled
             }
@@ -160,14 +160,14 @@ pub async fn serve(
 }
 
 async fn handle(mut req: Request<Incoming>, svc: &HttpService) -> Response<ProxyBody> {
-    if let Some(bucket) = &svc.limiter {
-        if let Err(wait) = bucket.take(Instant::now()) {
-            svc.metrics.rate_limited.inc();
-            let mut res = local(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "rate limit exceeded\n");
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-            return res;
-        }
+    if let Some(bucket) = &svc.limiter
+        && let Err(wait) = bucket.take(Instant::now())
+    {
+        svc.metrics.rate_limited.inc();
+        let mut res = local(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "rate limit exceeded\n");
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        return res;
     }
     let host = request_host(req.uri(), req.headers());
     let Some(cluster) = svc.routes.select(host, req.uri().path(), req.headers(), rand::random()) else {
@@ -248,12 +248,12 @@ async fn forward(
                 cluster.metrics.connect_errors.inc();
                 cluster.record(&ep, false);
                 cluster.resolve_soon();
-                if avoid.is_none() {
-                    if let Some(g) = cluster.retries.try_open(settings.limits.max_active_retries) {
-                        _retry = Some(g);
-                        avoid = Some(ep.addr);
-                        continue;
-                    }
+                if avoid.is_none()
+                    && let Some(g) = cluster.retries.try_open(settings.limits.max_active_retries)
+                {
+                    _retry = Some(g);
+                    avoid = Some(ep.addr);
+                    continue;
                 }
                 return local(
                     StatusCode::SERVICE_UNAVAILABLE,

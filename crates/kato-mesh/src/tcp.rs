@@ -90,12 +90,12 @@ async fn connect(cluster: &Arc<Cluster>, settings: &crate::cluster::Settings) ->
                 cluster.metrics.connect_errors.inc();
                 cluster.record(&ep, false);
                 cluster.resolve_soon();
-                if avoid.is_none() {
-                    if let Some(g) = cluster.retries.try_open(settings.limits.max_active_retries) {
-                        _retry = Some(g);
-                        avoid = Some(ep.addr);
-                        continue;
-                    }
+                if avoid.is_none()
+                    && let Some(g) = cluster.retries.try_open(settings.limits.max_active_retries)
+                {
+                    _retry = Some(g);
+                    avoid = Some(ep.addr);
+                    continue;
                 }
                 return None;
             }
