@@ -21,6 +21,7 @@ use crate::metrics::RouteMetrics;
 use crate::resolve::Resolver;
 
 const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+const FIRST_RESOLVE: Duration = Duration::from_secs(2);
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 const MAX_POOL_IDLE: Duration = Duration::from_secs(60);
 const MAX_EJECTION: Duration = Duration::from_secs(300);
@@ -187,7 +188,8 @@ impl Cluster {
         match target {
             Target::Fixed(addr) => cluster.endpoints.store(vec![Arc::new(Endpoint::new(addr))]),
             Target::Resolve { .. } => {
-                cluster.resolve_once(resolver.as_ref()).await;
+                // A slow DNS must not hold the revision up: the loop below goes on trying.
+                let _ = tokio::time::timeout(FIRST_RESOLVE, cluster.resolve_once(resolver.as_ref())).await;
                 let weak = Arc::downgrade(&cluster);
                 let handle = tokio::spawn(resolve_loop(weak, resolver)).abort_handle();
                 lock(&cluster.tasks).resolve = Some(handle);

@@ -262,3 +262,41 @@ async fn max_requests_per_connection_closes_keep_alive() {
         "the connection is closed after 2 requests"
     );
 }
+
+#[tokio::test]
+async fn failing_health_check_excludes_an_endpoint_until_it_passes() {
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut mesh = mesh(&[("api", addr)]);
+    let d = doc(
+        1,
+        json!({}),
+        json!([]),
+        json!([{"component": "api", "port": 0, "protocol": "http", "options": {
+            "HealthCheckInterval": "1", "HealthCheckTimeout": "1", "ConsecutiveErrors": "10000"}}]),
+    );
+    mesh.apply(config(&d)).await.unwrap();
+    let proxy = mesh.local_addr(Role::Outbound, 0).unwrap();
+    eventually("the dead endpoint is excluded by its health check", || async {
+        get(proxy, "api", "/").await.header("x-kato-mesh") == Some("unhealthy")
+    })
+    .await;
+    // The endpoint comes up: the next check lets it back in.
+    let socket = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = socket.accept().await {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+                    "up",
+                ))))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    eventually("the endpoint serves once a check passes", || async {
+        get(proxy, "api", "/").await.body == "up"
+    })
+    .await;
+}
