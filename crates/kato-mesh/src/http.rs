@@ -68,10 +68,17 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream { body, back } => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(None) = polled
-                    && let Some(r) = back.take()
-                {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                // The server stops polling once `is_end_stream` says so, usually right after
+                // the last data frame: the connection goes back as soon as the upstream's
+                // response is complete, not on a last poll that may never come (it was
+                // dropped then, and every request opened a new upstream connection).
+                let complete = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+                    _ => false,
+                };
+                if complete && let Some(r) = back.take() {
                     r.give_back();
                 }
                 polled
