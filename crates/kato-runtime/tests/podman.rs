@@ -627,3 +627,38 @@ async fn the_longest_names_still_run() {
     rt.stop(c).await.unwrap();
     assert_eq!(leftovers(c.team, c.component), (String::new(), String::new()));
 }
+
+/// podman 4 publishes a container's ports on the host's ports of the same numbers: two
+/// components with one port, of two teams, would not both run. Kato publishes none (pods reach
+/// each other on podman's network), so both run.
+#[tokio::test]
+async fn components_with_the_same_port_run_side_by_side() {
+    busybox_image();
+    let _cleanup = Cleanup(&["rtport", "rtport-b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let refs = [
+        ComponentRef {
+            team: "rtport",
+            component: "web",
+        },
+        ComponentRef {
+            team: "rtport-b",
+            component: "web",
+        },
+    ];
+    for c in refs {
+        let mut app = container(c.component, IDLE);
+        app["ports"] = json!([{ "containerPort": 18631, "protocol": "TCP" }]);
+        rt.deploy(c, &rendered(c.team, c.component, vec![app], vec![]))
+            .await
+            .unwrap();
+    }
+    let running = |s: &ComponentStatus| s.state == ComponentState::Running;
+    for c in refs {
+        wait_for(&rt, c, &format!("{}'s web running", c.team), running).await;
+    }
+    for c in refs {
+        rt.stop(c).await.unwrap();
+    }
+}

@@ -101,14 +101,18 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
 }
 
 /// Makes a container playable by podman 4: its image never pulled by podman (Kato pulled it),
-/// its secret references renamed to the podman secrets, and Kubernetes' `$(VAR)` expansion
-/// done, which podman lacks.
+/// its secret references renamed to the podman secrets, Kubernetes' `$(VAR)` expansion done,
+/// which podman lacks, and its ports left out: podman 4 publishes every `containerPort` on the
+/// host's port of the same number, so two components with one port (of one team or of two)
+/// could not run side by side. Pods reach a component at `{component}.{team}:<port>` on
+/// podman's network, which needs no published port.
 /// The expansion reads plain variables only: a reference to a secret-backed one stays as
 /// written rather than copy the secret into a value podman shows (the renderer never makes
 /// one; see `kato_render`'s env module).
 pub(super) fn prepare_container(ctr: &mut Container, c: ComponentRef<'_>) {
     let podman_secret = |name: &str| kato_render::names::podman_secret_name(c.team, c.component, name);
     ctr.image_pull_policy = Some("Never".to_owned());
+    ctr.ports = None;
     trim_leading_line_breaks(ctr);
     let mut plain: HashMap<String, String> = HashMap::new();
     for var in ctr.env.iter_mut().flatten() {
