@@ -139,7 +139,10 @@ pub async fn serve(
         crate::listener::Service::Http(h) => h.client_idle,
         _ => MAX_CLIENT_IDLE,
     };
+    // Half-closed clients are served: `nc`, and HTTP/1.0 clients that shut their side down
+    // once the request is sent, still get the answer (hyper drops it by default).
     let conn = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(idle.min(MAX_CLIENT_IDLE))
         .serve_connection(TokioIo::new(stream), svc)
