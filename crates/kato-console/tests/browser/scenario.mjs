@@ -244,6 +244,23 @@ try {
   await audit(page, "manifests");
   await shot(page, "manifests");
 
+  // The pages the scenario does not pass through on its way: each checked the same way (the
+  // delete pages are the confirmations, left without confirming).
+  step("other pages");
+  for (const [path, what] of [
+    [`/teams`, "teams"],
+    [`/teams/${TEAM}/settings`, "team settings"],
+    [`/teams/${TEAM}/components`, "component list"],
+    [`/teams/${TEAM}/components/new`, "new component"],
+    [`/teams/${TEAM}/plugins/new`, "new plug-in"],
+    [`/teams/${TEAM}/components/web/delete`, "confirm deleting a component"],
+    [`/teams/${TEAM}/plugins/greeter/delete`, "confirm deleting a plug-in"],
+  ]) {
+    await page.goto(`${URL_}${path}`);
+    await page.locator("main").waitFor();
+    await audit(page, what);
+  }
+
   // 8. A rule broken as the user types shows next to its field; saving keeps the input.
   step("validation");
   await page.goto(`${URL_}/teams/${TEAM}/plugins/greeter`);
