@@ -9,6 +9,7 @@ pub mod install;
 pub mod names;
 pub mod plugin;
 pub mod protocol;
+pub mod ready;
 mod reference;
 pub mod source;
 pub mod value;
@@ -20,6 +21,7 @@ pub use install::{InstallRequest, Installation, Version, VersionStatus};
 pub use names::{ComponentName, EnvName, ImageRef, NameError, PluginName, TeamName, VolumeName};
 pub use plugin::{Command, ConfigGroup, ConfigItem, Injection, ItemType, Meta, PluginKind, PluginSpec, Source};
 pub use protocol::Protocol;
+pub use ready::Ready;
 pub use value::{ConfigValue, Resolved, Values};
 
 /// A request broke a rule: `field` is the path of the offending field, `message` says what is

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::names::{EnvName, ImageRef, PluginName};
 use crate::protocol::{Protocol, deserialize_protocols};
+pub use crate::ready::{HttpCheck, Ready, TcpCheck};
 pub use crate::source::{DockerfileSource, RepoKind, Source};
 use crate::value::ConfigValue;
 use crate::{Invalid, invalid};
@@ -212,6 +213,9 @@ pub struct PluginSpec {
     pub memory_mib: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_millis: Option<u32>,
+    /// How Kubernetes tells that a sidecar is up (Kato's extension): the app starts after it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<Ready>,
     #[serde(default)]
     pub config_groups: Vec<ConfigGroup>,
 }
@@ -250,6 +254,9 @@ impl PluginSpec {
         check_cpu("cpu_millis", self.cpu_millis)?;
         if let Some(c) = &self.command {
             c.check("command")?;
+        }
+        if let Some(r) = &self.ready {
+            r.check(self.kind)?;
         }
         if let Source::Dockerfile(d) = &self.source {
             d.check()?;

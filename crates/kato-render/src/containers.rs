@@ -41,6 +41,7 @@ pub(crate) fn app_container(component: &ComponentSpec) -> ContainerPlan<'_> {
         cpu_millis: component.cpu_millis,
         restart_always: false,
         privileged: false,
+        ready: None,
     }
 }
 
@@ -81,6 +82,8 @@ pub(crate) fn plugin_container<'w>(
         cpu_millis: installation.cpu_millis,
         restart_always: kind.is_sidecar() && mode == SidecarMode::Native,
         privileged: kind == PluginKind::Init && installation.privileged,
+        // An init plug-in runs to completion: nothing waits for it to be ready.
+        ready: inst.version.spec.ready.as_ref().filter(|_| kind.is_sidecar()),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod names;
 mod objects;
 mod options;
 mod plan;
+mod probe;
 mod text;
 mod yaml;
 

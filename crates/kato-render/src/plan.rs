@@ -14,12 +14,13 @@ use k8s_openapi::api::core::v1::{
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kato_model::{Command, ComponentSpec, PluginKind};
+use kato_model::{Command, ComponentSpec, PluginKind, Ready};
 
 use crate::containers::{self, PodContainers};
 use crate::env::{self, Var};
 use crate::objects::{self, Meta};
 use crate::options::Target;
+use crate::probe;
 use crate::text::{Decimal, concat};
 use crate::{Object, RenderError, RenderOptions, Rendered, Workload, active_plugins};
 
@@ -70,6 +71,8 @@ pub(crate) struct ContainerPlan<'w> {
     /// A native sidecar: an init container that keeps running.
     pub restart_always: bool,
     pub privileged: bool,
+    /// A sidecar plug-in's check: its startup and readiness probes.
+    pub ready: Option<&'w Ready>,
 }
 
 impl Plan<'_> {
@@ -298,12 +301,14 @@ impl ContainerPlan<'_> {
             command: self.command.map(Command::to_argv),
             env: non_empty(env),
             ports: non_empty(ports),
+            readiness_probe: self.ready.map(|r| probe::probe(r, probe::READINESS)),
             resources: Some(resources(self.memory_mib, self.cpu_millis)),
             restart_policy: self.restart_always.then(|| "Always".to_owned()),
             security_context: self.privileged.then(|| SecurityContext {
                 privileged: Some(true),
                 ..Default::default()
             }),
+            startup_probe: self.ready.map(|r| probe::probe(r, probe::STARTUP)),
             volume_mounts: non_empty(mounts.to_vec()),
             ..Default::default()
         }

@@ -461,3 +461,60 @@ fn the_log_collector_shares_the_log_volume() {
         assert_eq!(env_value(logtail, name), value);
     }
 }
+
+#[test]
+fn ready_checks_become_startup_and_readiness_probes() {
+    let f = Fixture::load("ready-probes");
+    for mode in [SidecarMode::Native, SidecarMode::Classic] {
+        let r = rendered(&f, mode, Target::Kubernetes);
+        let spec = pod_spec(&r);
+        let mesh = container(spec, "plugin-mesh");
+        let startup = mesh.startup_probe.as_ref().expect("a startup probe");
+        let readiness = mesh.readiness_probe.as_ref().expect("a readiness probe");
+        let argv = vec!["/usr/local/bin/kato-mesh".to_owned(), "ready".to_owned()];
+        for p in [startup, readiness] {
+            assert_eq!(p.exec.as_ref().unwrap().command.as_ref(), Some(&argv), "{mode}");
+            assert_eq!(p.timeout_seconds, Some(1));
+        }
+        assert_eq!(
+            (startup.period_seconds, startup.failure_threshold),
+            (Some(1), Some(120))
+        );
+        assert_eq!(
+            (readiness.period_seconds, readiness.failure_threshold),
+            (Some(5), Some(3))
+        );
+        let stats = container(spec, "plugin-stats").startup_probe.as_ref().unwrap();
+        let get = stats.http_get.as_ref().unwrap();
+        assert_eq!(
+            (get.path.as_deref(), &get.port),
+            (Some("/ready?full=yes"), &IntOrString::Int(9102))
+        );
+        let cache = container(spec, "plugin-cache").readiness_probe.as_ref().unwrap();
+        assert_eq!(cache.tcp_socket.as_ref().unwrap().port, IntOrString::Int(6379));
+        for plain in ["web", "plugin-seed"] {
+            let c = container(spec, plain);
+            assert!(
+                c.startup_probe.is_none() && c.readiness_probe.is_none(),
+                "{plain} {mode}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_init_plugin_never_gets_a_probe() {
+    // The model refuses `ready` on an init plug-in; the renderer does not rely on it.
+    let mut f = Fixture::load("ready-probes");
+    let seed = f
+        .plugins
+        .iter_mut()
+        .find(|p| p.installation.plugin.as_str() == "seed")
+        .unwrap();
+    seed.version.spec.ready = Some(serde_json::from_value(serde_json::json!({"tcp": {"port": 80}})).unwrap());
+    for mode in [SidecarMode::Native, SidecarMode::Classic] {
+        let r = rendered(&f, mode, Target::Kubernetes);
+        let seed = container(pod_spec(&r), "plugin-seed");
+        assert!(seed.startup_probe.is_none() && seed.readiness_probe.is_none(), "{mode}");
+    }
+}

@@ -9,12 +9,13 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kato_model::Command;
+use kato_model::{Command, Ready};
 
 use super::Compound;
 use super::scalar::write_int;
 use crate::objects::{LABEL_COMPONENT, LABEL_MANAGED_BY, LABEL_NAME, LABEL_TEAM};
 use crate::plan::{ContainerPlan, Plan, SecretPlan};
+use crate::probe::{self, Timing};
 use crate::text::Decimal;
 
 pub(crate) fn write(plan: &Plan<'_>) -> String {
@@ -229,6 +230,10 @@ fn container(mut m: Compound<'_>, plan: &Plan<'_>, c: &ContainerPlan<'_>) {
             item.str_field("protocol", protocol);
         }
     }
+    if let Some(ready) = c.ready {
+        m.field_key("readinessProbe");
+        write_probe(m.nested(), ready, probe::READINESS);
+    }
     m.field_key("resources");
     let mut resources = m.nested();
     for key in ["limits", "requests"] {
@@ -248,6 +253,10 @@ fn container(mut m: Compound<'_>, plan: &Plan<'_>, c: &ContainerPlan<'_>) {
         sc.field_key("privileged");
         sc.out.push_str(" true\n");
     }
+    if let Some(ready) = c.ready {
+        m.field_key("startupProbe");
+        write_probe(m.nested(), ready, probe::STARTUP);
+    }
     if !plan.component.volumes.is_empty() {
         m.field_key("volumeMounts");
         let mut list = m.nested();
@@ -257,6 +266,34 @@ fn container(mut m: Compound<'_>, plan: &Plan<'_>, c: &ContainerPlan<'_>) {
             item.str_field("name", v.name.as_str());
         }
     }
+}
+
+/// A probe's fields in k8s-openapi's order (`exec`, `failureThreshold`, `httpGet`,
+/// `periodSeconds`, `tcpSocket`, `timeoutSeconds`), as [`probe::probe`] builds them.
+fn write_probe(mut m: Compound<'_>, ready: &Ready, t: Timing) {
+    if let Ready::Exec(argv) = ready {
+        m.field_key("exec");
+        let mut exec = m.nested();
+        exec.field_key("command");
+        let mut list = exec.nested();
+        for arg in argv {
+            list.str_item(arg);
+        }
+        end(list, "[]");
+    }
+    m.int_field("failureThreshold", t.failure_threshold);
+    if let Ready::Http(h) = ready {
+        m.field_key("httpGet");
+        let mut get = m.nested();
+        get.str_field("path", &h.path);
+        get.int_field("port", h.port);
+    }
+    m.int_field("periodSeconds", t.period_seconds);
+    if let Ready::Tcp(tcp) = ready {
+        m.field_key("tcpSocket");
+        m.nested().int_field("port", tcp.port);
+    }
+    m.int_field("timeoutSeconds", t.timeout_seconds);
 }
 
 /// `name: {n}{unit}`: a Kubernetes quantity, always plain YAML.
