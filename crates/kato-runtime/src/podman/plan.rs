@@ -105,7 +105,10 @@ pub(crate) fn plan(c: ComponentRef<'_>, rendered: &Rendered) -> Result<Plan, Run
 /// which podman lacks, and its ports left out: podman 4 publishes every `containerPort` on the
 /// host's port of the same number, so two components with one port (of one team or of two)
 /// could not run side by side. Pods reach a component at `{component}.{team}:<port>` on
-/// podman's network, which needs no published port.
+/// podman's network, which needs no published port. Its startup and readiness probes are left
+/// out too: podman 4.3 does not run them the way Kubernetes does (no container waits for a
+/// startup probe to pass, no Service drops a pod that is not ready); the classic layout podman
+/// gets already starts net plug-ins before the app.
 /// The expansion reads plain variables only: a reference to a secret-backed one stays as
 /// written rather than copy the secret into a value podman shows (the renderer never makes
 /// one; see `kato_render`'s env module).
@@ -113,6 +116,8 @@ pub(super) fn prepare_container(ctr: &mut Container, c: ComponentRef<'_>) {
     let podman_secret = |name: &str| kato_render::names::podman_secret_name(c.team, c.component, name);
     ctr.image_pull_policy = Some("Never".to_owned());
     ctr.ports = None;
+    ctr.startup_probe = None;
+    ctr.readiness_probe = None;
     trim_leading_line_breaks(ctr);
     let mut plain: HashMap<String, String> = HashMap::new();
     for var in ctr.env.iter_mut().flatten() {
@@ -162,4 +167,31 @@ pub(crate) fn expand_refs(value: &str, known: &HashMap<String, String>) -> Strin
         None => false,
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_probes_are_left_to_kubernetes() {
+        let probe = serde_json::json!({"exec": {"command": ["/usr/local/bin/kato-mesh", "ready"]}, "periodSeconds": 1});
+        let mut ctr: Container = serde_json::from_value(serde_json::json!({
+            "name": "plugin-mesh",
+            "ports": [{"containerPort": 65301}],
+            "startupProbe": probe,
+            "readinessProbe": probe,
+        }))
+        .unwrap();
+        prepare_container(
+            &mut ctr,
+            ComponentRef {
+                team: "t",
+                component: "web",
+            },
+        );
+        assert_eq!(ctr.ports, None);
+        assert_eq!((ctr.startup_probe, ctr.readiness_probe), (None, None));
+        assert_eq!(ctr.image_pull_policy.as_deref(), Some("Never"));
+    }
 }
