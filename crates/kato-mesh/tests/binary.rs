@@ -192,3 +192,73 @@ async fn binary_watches_applies_acks_and_rejects() {
     assert_eq!(got.body, "app /still", "the last good config keeps serving");
     assert!(terminate(running).await.success());
 }
+
+/// `kato-mesh ready` with this state file: its exit status and stderr.
+fn ready_command(file: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kato-mesh"))
+        .arg("ready")
+        .env("KATO_MESH_READY_FILE", file)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn ready_passes_once_a_document_is_applied_and_fails_from_sigterm_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("kato-mesh").join("ready");
+    let (ok, reason) = ready_command(&file);
+    assert!(!ok, "nothing applied yet");
+    assert_eq!(reason.lines().count(), 1, "one line: {reason}");
+    assert!(reason.contains("not ready: no revision applied yet"), "{reason}");
+
+    let app = backend("app").await;
+    let (admin, listen) = (free_port(), free_port());
+    let d = doc(
+        7,
+        json!({"METRICS_PORT": admin.to_string(), "DRAIN_SECONDS": "1"}),
+        json!([{"port": app.addr.port(), "protocol": "http", "listen_port": listen, "options": {}}]),
+        json!([]),
+    );
+    let document = dir.path().join("doc.json");
+    std::fs::write(&document, d.to_string()).unwrap();
+    let running = spawn(
+        &["--document", document.to_str().unwrap()],
+        &[("KATO_MESH_READY_FILE", file.display().to_string())],
+    );
+    eventually("`kato-mesh ready` passes", || async { ready_command(&file).0 }).await;
+    // Ready means listening: the inbound listener answers at once.
+    let got = get(([127, 0, 0, 1], listen).into(), "h", "/first").await;
+    assert_eq!((got.status, got.body.as_str()), (200, "app /first"));
+    assert!(terminate(running).await.success());
+    let (ok, reason) = ready_command(&file);
+    assert!(
+        !ok && reason.contains("or draining"),
+        "not ready once draining starts: {reason}"
+    );
+}
+
+#[test]
+fn a_rejected_document_never_reads_as_ready_even_with_a_stale_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ready");
+    std::fs::write(&file, "3\n").unwrap();
+    let d = doc(
+        1,
+        json!({}),
+        json!([{"port": 1, "protocol": "http", "listen_port": 0, "options": {"MaxRequests": "lots"}}]),
+        json!([]),
+    );
+    let document = dir.path().join("doc.json");
+    std::fs::write(&document, d.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kato-mesh"))
+        .args(["--document", document.to_str().unwrap()])
+        .env("KATO_MESH_READY_FILE", &file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !ready_command(&file).0,
+        "a file left by an earlier run is removed at start"
+    );
+}
