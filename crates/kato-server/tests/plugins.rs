@@ -325,10 +325,29 @@ async fn invalid_drafts_name_the_field() {
         (status, v["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("config_groups[1].meta"))
     );
+    for (ready, field) in [
+        (json!({"http": {"path": "/ready", "port": 0}}), "ready.http.port"),
+        (json!({"http": {"path": "ready", "port": 80}}), "ready.http.path"),
+        (json!({"exec": ["check", ""]}), "ready.exec[1]"),
+    ] {
+        let body = json!({"name": "p", "kind": "inbound-net", "source": {"image": "x"}, "ready": ready});
+        let (status, v) = s.call(Method::POST, "/teams/demo/plugins", Some(body)).await;
+        assert_eq!(
+            (status, v["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{v}"
+        );
+    }
     assert_eq!(
         s.ok(Method::GET, "/teams/demo/plugins", None, StatusCode::OK).await,
         json!([])
     );
+    let ready = json!({"exec": ["/usr/local/bin/kato-mesh", "ready"]});
+    let body = json!({"name": "p", "kind": "inbound-net", "source": {"image": "x"}, "ready": ready});
+    s.ok(Method::POST, "/teams/demo/plugins", Some(body), StatusCode::CREATED)
+        .await;
+    let got = s.ok(Method::GET, "/teams/demo/plugins/p", None, StatusCode::OK).await;
+    assert_eq!(got["ready"], ready, "a readiness check is stored and answered as sent");
 }
 
 #[tokio::test]

@@ -64,3 +64,60 @@ pub async fn openapi() -> impl IntoResponse {
         include_str!("../../openapi.json"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use kato_model::PluginSpec;
+    use serde_json::{Value, json};
+
+    fn plugin_schema() -> Value {
+        let doc: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
+        doc["components"]["schemas"]["Plugin"].clone()
+    }
+
+    #[test]
+    fn the_plugin_schema_names_every_field_of_a_plugin() {
+        let spec: PluginSpec = serde_json::from_value(json!({
+            "name": "p", "description": "d", "kind": "general", "source": {"image": "x"},
+            "command": ["run"], "memory_mib": 64, "cpu_millis": 100,
+            "ready": {"tcp": {"port": 80}}, "config_groups": [],
+        }))
+        .unwrap();
+        let schema = plugin_schema();
+        let Value::Object(fields) = serde_json::to_value(&spec).unwrap() else {
+            panic!("a plug-in is a JSON object")
+        };
+        for key in fields.keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "openapi.json's Plugin lacks `{key}`"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ready_schema_has_one_branch_per_form() {
+        let schema = plugin_schema();
+        let branches = schema["properties"]["ready"]["oneOf"].as_array().unwrap();
+        let keys: Vec<&str> = branches.iter().map(|b| b["required"][0].as_str().unwrap()).collect();
+        assert_eq!(keys, ["http", "tcp", "exec"]);
+        for (form, ready) in [
+            ("http", json!({"http": {"path": "/ready", "port": 8080}})),
+            ("tcp", json!({"tcp": {"port": 8080}})),
+            ("exec", json!({"exec": ["check"]})),
+        ] {
+            let parsed: kato_model::Ready = serde_json::from_value(ready.clone()).unwrap();
+            assert_eq!(
+                serde_json::to_value(parsed).unwrap(),
+                ready,
+                "{form} answers as it is sent"
+            );
+            let branch = branches.iter().find(|b| b["required"][0] == form).unwrap();
+            if let Some(fields) = ready[form].as_object() {
+                let documented = branch["properties"][form]["required"].as_array().unwrap();
+                let sent: Vec<&str> = fields.keys().map(String::as_str).collect();
+                assert_eq!(documented.iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>(), sent);
+            }
+        }
+    }
+}

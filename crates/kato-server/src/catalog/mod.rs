@@ -144,7 +144,7 @@ pub async fn install(state: &AppState, who: &Caller, team: &TeamName) -> ApiResu
 
 #[cfg(test)]
 mod tests {
-    use kato_model::{Injection, ItemType, Meta, Protocol, Source};
+    use kato_model::{Injection, ItemType, Meta, Protocol, Ready, Source};
 
     use super::*;
 
@@ -203,6 +203,12 @@ mod tests {
                 "crates/kato-mesh/Dockerfile"
             };
             assert_eq!(d.path, path);
+            // The proxies hold back the app until they listen (`kato-mesh ready`).
+            let ready = spec
+                .kind
+                .is_net()
+                .then(|| Ready::Exec(vec!["/usr/local/bin/kato-mesh".into(), "ready".into()]));
+            assert_eq!(spec.ready, ready, "{}", spec.name);
             for g in &spec.config_groups {
                 for i in &g.items {
                     assert!(!i.description.is_empty(), "{}: {} has a description", spec.name, i.name);
@@ -346,5 +352,94 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The catalog's inbound proxy installed on a component, rendered in this sidecar mode.
+    fn render_inbound_proxy(mode: kato_render::SidecarMode) -> k8s_openapi::api::core::v1::PodSpec {
+        use kato_model::{ComponentSpec, InstallRequest, Installation, Version, VersionStatus};
+        let spec = find(&catalog(), "inbound-net").clone();
+        let version = Version {
+            number: 1,
+            status: VersionStatus::Succeeded,
+            spec,
+            image: Some(format!(
+                "registry.kato.local/demo/inbound-net@sha256:{}",
+                "a".repeat(64)
+            )),
+            error: None,
+        };
+        let component: ComponentSpec = serde_json::from_value(
+            serde_json::json!({"name": "web", "image": "nginx:1.27", "ports": [{"port": 8080, "protocol": "http"}]}),
+        )
+        .unwrap();
+        let installation = Installation::apply_request(
+            None,
+            &version.spec.name,
+            &InstallRequest::default(),
+            &version,
+            &component,
+            &[],
+            &[],
+        )
+        .unwrap();
+        let team = "demo".parse().unwrap();
+        let workload = kato_render::Workload {
+            team: &team,
+            component: &component,
+            downstream: Vec::new(),
+            plugins: vec![kato_render::PluginInstance {
+                installation: &installation,
+                version: &version,
+                discovery_token: "tok",
+            }],
+        };
+        let opts = kato_render::RenderOptions {
+            target: kato_render::Target::Kubernetes,
+            sidecars: Some(mode),
+            discovery_base_url: "http://kato.kato-system:7070".into(),
+            redact_secrets: false,
+        };
+        let rendered = kato_render::render(&workload, &opts).unwrap();
+        let Some(kato_render::Object::Deployment(d)) = rendered.objects.last() else {
+            panic!("a Deployment comes last")
+        };
+        d.spec.clone().unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn the_inbound_proxy_starts_before_the_app_and_only_once_it_is_ready() {
+        let argv = vec!["/usr/local/bin/kato-mesh".to_owned(), "ready".to_owned()];
+
+        // Native: a restartable init container, so Kubernetes starts the app container only
+        // once the proxy's startup probe has passed.
+        let pod = render_inbound_proxy(kato_render::SidecarMode::Native);
+        let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web"], "the app is the only regular container");
+        let inits = pod.init_containers.as_deref().unwrap_or_default();
+        let proxy = inits
+            .iter()
+            .find(|c| c.name == "plugin-inbound-net")
+            .expect("an init container");
+        assert_eq!(proxy.restart_policy.as_deref(), Some("Always"));
+        let startup = proxy.startup_probe.as_ref().expect("a startup probe");
+        assert_eq!(startup.exec.as_ref().and_then(|e| e.command.as_ref()), Some(&argv));
+        assert_eq!(
+            (startup.period_seconds, startup.failure_threshold),
+            (Some(1), Some(120))
+        );
+        assert!(proxy.readiness_probe.is_some());
+
+        // Classic: an ordinary container before the app, with both probes.
+        let pod = render_inbound_proxy(kato_render::SidecarMode::Classic);
+        let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["plugin-inbound-net", "web"]);
+        assert!(pod.init_containers.is_none());
+        let proxy = &pod.containers[0];
+        assert_eq!(proxy.restart_policy, None);
+        for probe in [&proxy.startup_probe, &proxy.readiness_probe] {
+            let probe = probe.as_ref().expect("both probes");
+            assert_eq!(probe.exec.as_ref().and_then(|e| e.command.as_ref()), Some(&argv));
+        }
+        assert_eq!(proxy.readiness_probe.as_ref().unwrap().period_seconds, Some(5));
     }
 }
