@@ -146,22 +146,30 @@ impl FlowTracker {
     }
 
     /// Feeds one segment seen at `ts` (ns); complete exchanges go to `out` with their server port.
-    pub fn segment(&mut self, seg: &Segment<'_>, ts: u64, out: &mut Vec<(u16, Protocol, Exchange)>) {
+    /// Returns why, when this segment made its flow undecodable.
+    pub fn segment(
+        &mut self,
+        seg: &Segment<'_>,
+        ts: u64,
+        out: &mut Vec<(u16, Protocol, Exchange)>,
+    ) -> Option<Undecodable> {
         let (key, to_server) = if self.ports.contains_key(&seg.dst.port()) {
             ((seg.src, seg.dst), true)
         } else if self.ports.contains_key(&seg.src.port()) {
             ((seg.dst, seg.src), false)
         } else {
-            return;
+            return None;
         };
         let protocol = self.ports[&key.1.port()];
         if !self.flows.contains_key(&key) {
-            if seg.rst || (seg.fin && seg.payload.is_empty()) {
-                return;
+            // A connection starts with a SYN, or (joined mid-stream) with data; the last ACKs
+            // after both FINs must not start a new one.
+            if seg.rst || (!seg.syn && seg.payload.is_empty()) {
+                return None;
             }
             if self.flows.len() >= MAX_FLOWS {
                 self.counters.untracked += 1;
-                return;
+                return None;
             }
             self.counters.flows += 1;
             let decoder = match protocol {
@@ -180,8 +188,9 @@ impl FlowTracker {
                 },
             );
         }
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let flow = self.flows.get_mut(&key)?;
         flow.last_seen = ts;
+        let mut broke = None;
         if !flow.broken {
             let mut exchanges = Vec::new();
             let result = feed(flow, to_server, seg, ts, &mut exchanges);
@@ -189,6 +198,7 @@ impl FlowTracker {
             if let Err(why) = result {
                 flow.broken = true;
                 *self.counters.undecodable.entry(why.as_str()).or_default() += 1;
+                broke = Some(why);
             }
         }
         if seg.fin {
@@ -197,6 +207,7 @@ impl FlowTracker {
         if seg.rst || flow.fins >= 2 {
             self.flows.remove(&key);
         }
+        broke
     }
 
     /// Forgets flows idle since before `now - IDLE_NS`.

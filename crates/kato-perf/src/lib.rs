@@ -6,15 +6,19 @@
 //! aggregated per port and route ([`stats`]) into Prometheus metrics and a JSON summary.
 #![forbid(unsafe_code)]
 
+pub mod bpf;
+pub mod capture;
 pub mod exchange;
 pub mod fingerprint;
 pub mod flow;
 pub mod http;
 pub mod mysql;
+pub mod packet;
 pub mod stats;
 pub mod template;
 pub mod window;
 
+pub use capture::{Capture, CaptureError};
 pub use exchange::{Exchange, Protocol, Undecodable};
 pub use flow::{FlowTracker, Segment};
 pub use stats::{Stats, Summary};
