@@ -25,6 +25,8 @@ pub const TEAM: &str = "team";
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub accepts: Arc<AtomicUsize>,
     pub status: Arc<AtomicU16>,
     pub gate: watch::Sender<bool>,
 }
@@ -32,6 +34,9 @@ pub struct Backend {
 impl Backend {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
     }
     pub fn set_status(&self, s: u16) {
         self.status.store(s, Ordering::SeqCst);
@@ -42,12 +47,14 @@ pub async fn backend(name: &'static str) -> Backend {
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
+    let accepts = Arc::new(AtomicUsize::new(0));
     let status = Arc::new(AtomicU16::new(200));
     let (gate, gate_rx) = watch::channel(true);
-    let (h, s) = (hits.clone(), status.clone());
+    let (h, s, a) = (hits.clone(), status.clone(), accepts.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = socket.accept().await else { return };
+            a.fetch_add(1, Ordering::SeqCst);
             let (h, s, g) = (h.clone(), s.clone(), gate_rx.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -70,6 +77,7 @@ pub async fn backend(name: &'static str) -> Backend {
     Backend {
         addr,
         hits,
+        accepts,
         status,
         gate,
     }
