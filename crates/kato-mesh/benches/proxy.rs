@@ -161,7 +161,9 @@ async fn run(span: Duration) {
     ];
     warm(addr).await;
     let run = load_with_changes(addr, span, &stub, &changes).await;
-    let steady = run.steady(&changes.iter().map(|c| c.0).collect::<Vec<_>>()).percentile(99.0);
+    let steady = run
+        .steady(&changes.iter().map(|c| c.0).collect::<Vec<_>>())
+        .percentile(99.0);
     let acked = stub.acks();
     for (at, _) in &changes {
         let after = run.window(*at, *at + Duration::from_secs(1)).percentile(99.0);

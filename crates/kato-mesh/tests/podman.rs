@@ -118,7 +118,14 @@ fn component_image(registry: &TestRegistry) -> String {
         .unwrap();
     assert!(ok.success());
     let local = "localhost/kato-e2e/mesh-busybox:1";
-    checked(&["import", "--quiet", "--change", "ENV PATH=/bin", tar.to_str().unwrap(), local]);
+    checked(&[
+        "import",
+        "--quiet",
+        "--change",
+        "ENV PATH=/bin",
+        tar.to_str().unwrap(),
+        local,
+    ]);
     let remote = format!("{}/kato-e2e/busybox:1", registry.host());
     checked(&[
         "push",
@@ -441,9 +448,7 @@ async fn the_governance_proxy_on_podman() {
         .await;
 
     // The catalog in one call, every version built by Kato from the staged repo.
-    let catalog = s
-        .team(reqwest::Method::POST, "/plugins/defaults", None)
-        .await;
+    let catalog = s.team(reqwest::Method::POST, "/plugins/defaults", None).await;
     let names: Vec<&str> = catalog["plugins"]
         .as_array()
         .unwrap()
@@ -497,7 +502,9 @@ async fn the_governance_proxy_on_podman() {
     .await;
     let web_pod = s.deploy("web").await;
     let web_app = format!("{web_pod}-web");
-    let revision = s.installation("web", "outbound-net").await["revision"].as_u64().unwrap();
+    let revision = s.installation("web", "outbound-net").await["revision"]
+        .as_u64()
+        .unwrap();
     let pod = s.acked("web", "outbound-net", revision).await;
     assert_eq!(pod["applied_revision"].as_u64(), Some(revision), "{pod:#}");
     let answer = get(&web_app, "127.0.0.1", 8080, "/");
@@ -512,7 +519,12 @@ async fn the_governance_proxy_on_podman() {
     let answer = get(&web_app, "127.0.0.1", 8080, "/");
     assert!(answer.trim_end().ends_with("db"), "{answer}");
     let r = s
-        .set_downstream("web", "outbound-net", "db2:8080", json!({"Prefix": "/", "Weight": "50"}))
+        .set_downstream(
+            "web",
+            "outbound-net",
+            "db2:8080",
+            json!({"Prefix": "/", "Weight": "50"}),
+        )
         .await;
     let r = {
         let r2 = s
@@ -526,7 +538,10 @@ async fn the_governance_proxy_on_podman() {
         assert!(r2 > r);
         r2
     };
-    assert_eq!(s.acked("web", "outbound-net", r).await["applied_revision"].as_u64(), Some(r));
+    assert_eq!(
+        s.acked("web", "outbound-net", r).await["applied_revision"].as_u64(),
+        Some(r)
+    );
     let answers = gets(&web_app, "127.0.0.1", 8080, "/", 40);
     let to_db = answers.iter().filter(|a| a.ends_with("|db")).count();
     let to_db2 = answers.iter().filter(|a| a.ends_with("|db2")).count();
@@ -556,7 +571,11 @@ async fn the_governance_proxy_on_podman() {
     assert_eq!(pod["applied_revision"].as_u64(), Some(r), "{pod:#}");
     assert_eq!(echo.echo("still here"), "still here");
     let refused = exec(&web_app, "echo second | nc -w 3 127.0.0.1 9000; true");
-    assert_eq!(refused.trim(), "", "a second connection past MaxConnections 1 was served");
+    assert_eq!(
+        refused.trim(),
+        "",
+        "a second connection past MaxConnections 1 was served"
+    );
     drop(echo);
     let r = s
         .set_downstream("web", "outbound-net", "db:9000", json!({"MaxConnections": "10240"}))
@@ -625,7 +644,10 @@ async fn the_governance_proxy_on_podman() {
         .find(|x| x["revision"].as_u64() == Some(r))
         .map(|x| x["message"].as_str().unwrap().to_owned())
         .unwrap_or_else(|| panic!("revision {r} was not rejected: {pod:#}"));
-    assert!(message.contains("MaxConnections") && message.contains("lots"), "{message}");
+    assert!(
+        message.contains("MaxConnections") && message.contains("lots"),
+        "{message}"
+    );
     let answer = get(&web_app, "127.0.0.1", 8080, "/");
     assert!(answer.trim_end().ends_with("db"), "{answer}");
 

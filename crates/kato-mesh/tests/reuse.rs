@@ -57,5 +57,9 @@ async fn outbound_requests_over_one_client_connection_use_one_upstream_connectio
     let addr = mesh.local_addr(Role::Outbound, port).unwrap();
     sequential(addr, "api").await;
     assert_eq!(api.hits(), N);
-    assert_eq!(api.accepts(), 1, "{N} sequential requests, one connection to the downstream");
+    assert_eq!(
+        api.accepts(),
+        1,
+        "{N} sequential requests, one connection to the downstream"
+    );
 }

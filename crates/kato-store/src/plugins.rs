@@ -186,8 +186,7 @@ impl Store {
             None => query.fetch_one(self.pool()).await?,
         };
         let rows: Vec<BriefRow> = match array {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt {
+            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
                 what: format!("plug-in list of team `{team}`"),
                 reason: e.to_string(),
             })?,
