@@ -68,7 +68,7 @@ pub struct Capture {
     ports: Arc<Mutex<Option<BTreeMap<u16, Protocol>>>>,
     analysed: Arc<Mutex<BTreeMap<u16, Protocol>>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn open() -> Result<Socket, CaptureError> {
@@ -118,7 +118,7 @@ impl Capture {
             ports,
             analysed,
             stop,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -144,9 +144,9 @@ impl Capture {
     }
 
     /// Stops the loop and waits for it (at most one tick).
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
     }

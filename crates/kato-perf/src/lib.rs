@@ -8,17 +8,22 @@
 
 pub mod bpf;
 pub mod capture;
+pub mod config;
 pub mod exchange;
 pub mod fingerprint;
 pub mod flow;
 pub mod http;
 pub mod mysql;
 pub mod packet;
+pub mod perf;
+pub mod server;
 pub mod stats;
 pub mod template;
 pub mod window;
 
 pub use capture::{Capture, CaptureError};
+pub use config::{Config, Rejection};
 pub use exchange::{Exchange, Protocol, Undecodable};
 pub use flow::{FlowTracker, Segment};
+pub use perf::Perf;
 pub use stats::{Stats, Summary};

@@ -2,74 +2,16 @@
 //! server made here answers `/fast` in 5 ms and `/slow` in 50 ms; the plug-in's counts are
 //! exact and its p50 per path is within 10 % of the server's own measure.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::*;
 use kato_perf::{Capture, Protocol};
-
-type Truth = Arc<Mutex<BTreeMap<String, Vec<f64>>>>;
-
-/// A keep-alive HTTP/1.1 server: the delay per path, measured from the request's last byte read
-/// to the response written.
-fn serve(truth: Truth) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let truth = truth.clone();
-            std::thread::spawn(move || {
-                let mut conn = BufReader::new(conn.unwrap());
-                loop {
-                    let mut line = String::new();
-                    if conn.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                    loop {
-                        let mut h = String::new();
-                        conn.read_line(&mut h).unwrap();
-                        if h == "\r\n" {
-                            break;
-                        }
-                    }
-                    let start = Instant::now();
-                    let (delay, status) = match path.split('?').next().unwrap() {
-                        "/fast" => (5, "200 OK"),
-                        "/slow" => (50, "200 OK"),
-                        _ => (0, "500 Oops"),
-                    };
-                    std::thread::sleep(Duration::from_millis(delay));
-                    let body = "done";
-                    let res = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-                    conn.get_mut().write_all(res.as_bytes()).unwrap();
-                    let took = start.elapsed().as_secs_f64() * 1000.0;
-                    let key = path.split('?').next().unwrap().to_owned();
-                    truth.lock().unwrap().entry(key).or_default().push(took);
-                }
-            });
-        }
-    });
-    port
-}
-
-fn read_response(conn: &mut BufReader<TcpStream>) {
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        conn.read_line(&mut h).unwrap();
-        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap();
-        }
-        if h == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; len];
-    conn.read_exact(&mut body).unwrap();
-}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -80,7 +22,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn a_real_exchange_on_lo_is_measured() {
     let truth: Truth = Arc::default();
     let port = serve(truth.clone());
-    let mut capture = Capture::start(50).expect("the tests run as root (CAP_NET_RAW)");
+    let capture = Capture::start(50).expect("the tests run as root (CAP_NET_RAW)");
     capture.set_ports(BTreeMap::from([(port, Protocol::Http)]));
     let deadline = Instant::now() + Duration::from_secs(5);
     while capture.analysed().is_empty() {
@@ -204,7 +146,7 @@ fn mysql_queries_garbage_and_ports_switched_off() {
     let mysql = mysql_server();
     let truth: Truth = Arc::default();
     let http = serve(truth);
-    let mut capture = Capture::start(50).expect("the tests run as root (CAP_NET_RAW)");
+    let capture = Capture::start(50).expect("the tests run as root (CAP_NET_RAW)");
     capture.set_ports(BTreeMap::from([(mysql, Protocol::Mysql), (http, Protocol::Http)]));
     wait_applied(&capture, 2);
 
