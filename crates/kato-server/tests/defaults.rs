@@ -24,14 +24,15 @@ fn repo_root() -> PathBuf {
 }
 
 /// Runs `scripts/defaults` into a temp dir and answers the dir and the flags it printed. The
-/// kato-mesh binary is a stand-in, `/bin/true` (dynamically linked, like kato-mesh), so that the
-/// test need not build the proxy in release mode: its libraries go through the same `ldd` step.
+/// kato-mesh and kato-perf binaries are stand-ins, `/bin/true` (dynamically linked, like them), so
+/// that the test need not build them in release mode: their libraries go through the same `ldd` step.
 fn stage() -> (tempfile::TempDir, DefaultsRepo) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("defaults-repo");
     let out = Command::new(repo_root().join("scripts/defaults"))
         .env("KATO_DEFAULTS_DIR", &repo)
         .env("KATO_MESH_BIN", "/bin/true")
+        .env("KATO_PERF_BIN", "/bin/true")
         .output()
         .expect("scripts/defaults runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -85,6 +85,7 @@ fn stage(dir: &Path) -> Vec<String> {
     let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/defaults"))
         .env("KATO_DEFAULTS_DIR", dir)
         .env("KATO_MESH_BIN", "/bin/true")
+        .env("KATO_PERF_BIN", "/bin/true")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
