@@ -117,6 +117,10 @@ pub struct PodStatus {
     /// Annotations of the running pod (plug-in versions and config revisions, DESIGN §5.8).
     pub annotations: std::collections::BTreeMap<String, String>,
     pub containers: Vec<ContainerStatus>,
+    /// The pod's address: on podman its address on the pod network, on Kubernetes the pod IP.
+    /// What reaches a port of the pod from the server (a plug-in's own port, e.g. kato-perf's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

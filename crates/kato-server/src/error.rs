@@ -26,6 +26,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Something the server proxies to (a plug-in in a pod) did not answer well.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Image(#[from] kato_build::ResolveError),
     #[error("{0}")]
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             ApiError::Image(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             ApiError::Runtime(e) => {
                 use kato_runtime::RuntimeError as R;

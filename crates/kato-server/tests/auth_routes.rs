@@ -85,6 +85,11 @@ fn rows(image: &str, host: &str) -> Vec<(Method, &'static str, Option<Value>)> {
             "/teams/{team}/components/{component}/plugins/{plugin}/rotate-token",
             None,
         ),
+        (
+            Method::GET,
+            "/teams/{team}/components/{component}/plugins/{plugin}/perf",
+            None,
+        ),
         (Method::GET, "/teams/{team}/components/{component}/manifests", None),
         (Method::POST, "/teams/{team}/apply", Some(apply)),
         (Method::POST, "/teams/{team}/components/{component}/deploy", None),

@@ -219,6 +219,7 @@ fn pod_status(pod: &Pod, plugin_annotations: &BTreeMap<String, String>) -> PodSt
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into()),
         annotations,
         containers,
+        ip: status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok()),
     }
 }
 

@@ -93,12 +93,8 @@ impl PodmanRuntime {
         let Some(inspect) = self.inspect_pod(pod, c).await? else {
             return Ok(None);
         };
-        let ids: Vec<&str> = inspect
-            .containers
-            .iter()
-            .filter(|c| c.id != inspect.infra_container_id)
-            .map(|c| c.id.as_str())
-            .collect();
+        // The infra container too: it holds the pod's network, so its address.
+        let ids: Vec<&str> = inspect.containers.iter().map(|c| c.id.as_str()).collect();
         let mut details: Vec<CtrInspect> = Vec::new();
         if !ids.is_empty() {
             let mut a = args(["container", "inspect"]);
@@ -153,6 +149,21 @@ pub(crate) struct CtrInspect {
     pub is_infra: bool,
     #[serde(rename = "HostConfig", default)]
     pub host_config: CtrHostConfig,
+    #[serde(rename = "NetworkSettings", default)]
+    pub network: CtrNetwork,
+}
+
+/// The networks a container (the pod's infra container) is on, and its address on each.
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrNetwork {
+    #[serde(rename = "Networks", default)]
+    pub networks: BTreeMap<String, CtrEndpoint>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub(crate) struct CtrEndpoint {
+    #[serde(rename = "IPAddress", default)]
+    pub ip: String,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -195,6 +206,13 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
     let prefix = format!("{pod}-");
     let mut inits: BTreeMap<usize, String> = BTreeMap::new();
     let mut order: BTreeMap<usize, String> = BTreeMap::new();
+    // The infra container holds the pod's network; the others share it.
+    let ip = details
+        .iter()
+        .filter(|d| d.is_infra)
+        .chain(details.iter().filter(|d| !d.is_infra))
+        .flat_map(|d| d.network.networks.values())
+        .find_map(|n| n.ip.parse().ok());
     for d in details.iter().filter(|d| !d.is_infra) {
         for (k, v) in &d.config.annotations {
             if k.ends_with(".plugin.kato") || k.contains(".plugin.kato/") {
@@ -249,6 +267,7 @@ pub(crate) fn pod_view(pod: &str, details: Vec<CtrInspect>, last_exits: &HashMap
         phase,
         annotations,
         containers,
+        ip,
     }
 }
 
@@ -427,6 +446,29 @@ pub(super) fn pull_failure(pod: &str, all: &[&Container], failed: &str, image: &
             phase: "Pending".to_owned(),
             annotations: BTreeMap::new(),
             containers,
+            ip: None,
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pod_address_is_the_infra_containers_on_the_pod_network() {
+        let details: Vec<CtrInspect> = serde_json::from_value(serde_json::json!([
+            {"Name": "web-pod-web", "State": {"Status": "running"}, "IsInfra": false,
+             "NetworkSettings": {"Networks": {}}},
+            {"Name": "web-pod-infra", "State": {"Status": "running"}, "IsInfra": true,
+             "NetworkSettings": {"Networks": {"podman-default-kube-network": {"IPAddress": "10.89.0.7"}}}}
+        ]))
+        .unwrap();
+        let pod = pod_view("web-pod", details, &HashMap::new());
+        assert_eq!(pod.ip, Some("10.89.0.7".parse().unwrap()));
+        assert_eq!(pod.containers.len(), 1, "the infra container is not one of the pod's");
+        let none: Vec<CtrInspect> =
+            serde_json::from_value(serde_json::json!([{"Name": "x", "State": {"Status": "exited"}}])).unwrap();
+        assert_eq!(pod_view("x", none, &HashMap::new()).ip, None);
     }
 }

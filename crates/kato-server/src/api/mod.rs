@@ -7,6 +7,7 @@ mod components;
 mod credentials;
 pub mod discovery;
 mod meta;
+mod perf;
 mod plugins;
 mod runtime;
 mod teams;
@@ -41,6 +42,7 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .merge(credentials::routes())
         .merge(components::routes())
         .merge(runtime::routes())
+        .merge(perf::routes())
         .merge(discovery::routes())
         .route("/openapi.json", axum::routing::get(meta::openapi));
     Router::new()
