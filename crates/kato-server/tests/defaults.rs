@@ -12,10 +12,11 @@ use common::Server;
 use kato_server::catalog::DefaultsRepo;
 use serde_json::{Value, json};
 
-const CATALOG: [(&str, &str); 4] = [
+const CATALOG: [(&str, &str); 5] = [
     ("inbound-net", "inbound-net"),
     ("outbound-net", "outbound-net"),
     ("inout-net", "inout-net"),
+    ("perf-analysis", "perf-analysis"),
     ("logtail", "general"),
 ];
 
@@ -119,10 +120,10 @@ async fn the_catalog_is_created_built_from_the_staged_repo_and_installed_again_c
         assert!(image.starts_with(&pinned), "{name}: {image}");
         assert_eq!(v["created_by"], "token ci job", "{name}");
         assert_eq!(v["provenance"]["repo"], defaults.repo.as_str(), "{name}");
-        let dockerfile = if name == "logtail" {
-            "examples/log-collector/Dockerfile"
-        } else {
-            "crates/kato-mesh/Dockerfile"
+        let dockerfile = match name {
+            "logtail" => "examples/log-collector/Dockerfile",
+            "perf-analysis" => "crates/kato-perf/Dockerfile",
+            _ => "crates/kato-mesh/Dockerfile",
         };
         assert_eq!(v["provenance"]["dockerfile"], dockerfile, "{name}");
         assert_eq!(v["plugin"]["memory_mib"], 64, "{name}");
@@ -265,11 +266,12 @@ async fn a_plugin_the_team_has_under_a_catalog_name_is_kept_untouched() {
             ("inbound-net", "created"),
             ("outbound-net", "created"),
             ("inout-net", "created"),
+            ("perf-analysis", "created"),
             ("logtail", "kept")
         ]
     );
     assert_eq!(
-        body["plugins"][3]["version"],
+        body["plugins"][4]["version"],
         Value::Null,
         "nothing was built for it: {body}"
     );
@@ -287,7 +289,7 @@ async fn a_plugin_the_team_has_under_a_catalog_name_is_kept_untouched() {
         .await;
     assert_eq!(versions, json!([]), "and it has no version");
     // The ones created are built (so that none is left building when the test ends).
-    for name in ["inbound-net", "outbound-net", "inout-net"] {
+    for name in ["inbound-net", "outbound-net", "inout-net", "perf-analysis"] {
         assert_eq!(
             s.finished_version("kept", name, 1).await["status"],
             "succeeded",

@@ -117,12 +117,13 @@ async fn install_defaults_creates_the_catalog_once_and_builds_it() {
             vec!["inbound-net", "inbound-net", "created", "1", "queued"],
             vec!["outbound-net", "outbound-net", "created", "1", "queued"],
             vec!["inout-net", "inout-net", "created", "1", "queued"],
+            vec!["perf-analysis", "perf-analysis", "created", "1", "queued"],
             vec!["logtail", "general", "created", "1", "queued"],
         ],
         "{table}"
     );
 
-    for name in ["inbound-net", "outbound-net", "inout-net", "logtail"] {
+    for name in ["inbound-net", "outbound-net", "inout-net", "perf-analysis", "logtail"] {
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             let v: Value =

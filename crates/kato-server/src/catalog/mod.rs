@@ -27,6 +27,7 @@ const DEFINITIONS: &[(&str, &str)] = &[
     ("catalog/inbound-net.yaml", include_str!("inbound-net.yaml")),
     ("catalog/outbound-net.yaml", include_str!("outbound-net.yaml")),
     ("catalog/inout-net.yaml", include_str!("inout-net.yaml")),
+    ("catalog/perf-analysis.yaml", include_str!("perf-analysis.yaml")),
     // The docs' log collector, exactly as its example defines it.
     (
         "examples/log-collector/plugin.yaml",
@@ -184,6 +185,7 @@ mod tests {
                 ("inbound-net", "inbound-net"),
                 ("outbound-net", "outbound-net"),
                 ("inout-net", "inout-net"),
+                ("perf-analysis", "perf-analysis"),
                 ("logtail", "general")
             ]
         );
@@ -197,10 +199,10 @@ mod tests {
             };
             assert_eq!(d.repo, "https://git.example/kato.git");
             assert_eq!(d.git_ref.as_deref(), Some("v1"));
-            let path = if spec.kind == PluginKind::General {
-                "examples/log-collector/Dockerfile"
-            } else {
-                "crates/kato-mesh/Dockerfile"
+            let path = match spec.kind {
+                PluginKind::General => "examples/log-collector/Dockerfile",
+                PluginKind::PerfAnalysis => "crates/kato-perf/Dockerfile",
+                _ => "crates/kato-mesh/Dockerfile",
             };
             assert_eq!(d.path, path);
             // The proxies hold back the app until they listen (`kato-mesh ready`).
@@ -352,6 +354,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_perf_analyser_has_rainbonds_open_per_http_and_mysql_port_and_its_own_port() {
+        let specs = catalog();
+        let perf = find(&specs, "perf-analysis");
+        let groups: Vec<_> = perf.config_groups.iter().map(|g| (g.name.as_str(), g.meta)).collect();
+        assert_eq!(groups, [("general", Meta::None), ("perf", Meta::ComponentPort)]);
+        let value = |v: &Option<kato_model::ConfigValue>| serde_json::to_value(v).unwrap();
+        let port = &perf.config_groups[0].items[0];
+        assert_eq!(
+            (port.name.as_str(), value(&port.default)),
+            ("PERF_PORT", serde_json::json!("65532"))
+        );
+        let open = &perf.config_groups[1].items[0];
+        assert_eq!(open.name.as_str(), "OPEN");
+        assert_eq!(open.options, ["YES", "NO"]);
+        assert_eq!(value(&open.default), serde_json::json!("YES"));
+        let protocols: Vec<String> = open.protocols.iter().map(|p| p.to_string()).collect();
+        assert_eq!(protocols, ["http", "mysql"]);
+        assert_eq!(perf.ready, None, "nothing waits for it: it is in nobody's path");
     }
 
     /// The catalog's inbound proxy installed on a component, rendered in this sidecar mode.
