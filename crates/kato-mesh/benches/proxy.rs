@@ -12,7 +12,8 @@
 //!
 //! ```sh
 //! apt-get install wrk nginx haproxy
-//! cargo bench -p kato-mesh --bench proxy      # KATO_BENCH_SECONDS=N per measure (default 10)
+//! cargo bench -p kato-mesh --bench proxy      # KATO_BENCH_SECONDS=N per measure (default 10),
+//!                                             # KATO_BENCH_ROUNDS=N rounds (default 3)
 //! ```
 //!
 //! Results and how to read them: BENCHMARKS.md, "Governance proxy".
@@ -41,6 +42,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10u64);
+    let rounds = std::env::var("KATO_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(3usize);
     for tool in ["wrk", "nginx", "haproxy"] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -58,10 +64,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(Duration::from_secs(seconds)));
+    rt.block_on(run(Duration::from_secs(seconds), rounds));
 }
 
-async fn run(span: Duration) {
+async fn run(span: Duration, rounds: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = start_backend().await;
     let stub = Stub::start().await;
@@ -85,34 +91,51 @@ async fn run(span: Duration) {
 
     println!(
         "{RATE} req/s open loop over {CONNECTIONS} connections and saturation (wrk -t1 -c64), \
-         {}s each, 1 KiB responses",
+         {}s each, {rounds} rounds taking the paths in turn (latency over all rounds, req/s the \
+         median round), 1 KiB responses",
         span.as_secs()
     );
-    let mut rows = Vec::new();
-    for (name, proxy, port) in &paths {
-        let addr = SocketAddr::from(([127, 0, 0, 1], *port));
-        warm(addr).await;
-        let idle = proxy.as_ref().map(|p| p.rss_kib());
-        let cpu0 = proxy.as_ref().map(|p| p.cpu_ticks());
-        let fixed = load(addr, span).await;
-        let cpu = match (proxy, cpu0) {
-            (Some(p), Some(c0)) => {
-                Some((p.cpu_ticks() - c0) as f64 * 1000.0 / ticks_per_second() / fixed.ok as f64 * 1000.0)
+    // Rounds, each taking every path in turn: a burst of load elsewhere on the machine then
+    // lands on every path alike rather than on one.
+    let mut acc: Vec<Acc> = paths.iter().map(|_| Acc::default()).collect();
+    for _ in 0..rounds {
+        for ((_, proxy, port), acc) in paths.iter().zip(acc.iter_mut()) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            warm(addr).await;
+            if let Some(p) = proxy {
+                let idle = p.rss_kib();
+                acc.rss_idle = Some(acc.rss_idle.map_or(idle, |i: u64| i.min(idle)));
             }
-            _ => None,
-        };
-        let loaded = proxy.as_ref().map(|p| p.rss_kib());
-        let saturated = wrk(addr, span);
-        let peak = proxy.as_ref().map(|p| p.rss_kib());
+            let cpu0 = proxy.as_ref().map(|p| p.cpu_ticks());
+            let fixed = load(addr, span).await;
+            if let (Some(p), Some(c0)) = (proxy, cpu0) {
+                acc.cpu_ticks += p.cpu_ticks() - c0;
+            }
+            acc.fixed.ok += fixed.ok;
+            acc.fixed.errors += fixed.errors;
+            acc.fixed.samples.extend(fixed.samples);
+            acc.rps.push(wrk(addr, span));
+            if let Some(p) = proxy {
+                let rss = p.rss_kib();
+                acc.rss_load = Some(acc.rss_load.map_or(rss, |r: u64| r.max(rss)));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for ((name, proxy, _), mut acc) in paths.iter().zip(acc) {
+        acc.rps.sort_by(f64::total_cmp);
         rows.push(Row {
             name,
-            p50: fixed.percentile(50.0),
-            p99: fixed.percentile(99.0),
-            errors: fixed.errors,
-            rps: saturated,
-            cpu_ms_per_k: cpu,
-            rss_idle: idle,
-            rss_load: loaded.zip(peak).map(|(a, b)| a.max(b)),
+            p50: acc.fixed.percentile(50.0),
+            p99: acc.fixed.percentile(99.0),
+            errors: acc.fixed.errors,
+            rps: acc.rps[acc.rps.len() / 2],
+            rps_all: acc.rps.clone(),
+            cpu_ms_per_k: proxy
+                .as_ref()
+                .map(|_| acc.cpu_ticks as f64 * 1000.0 / ticks_per_second() / acc.fixed.ok as f64 * 1000.0),
+            rss_idle: acc.rss_idle,
+            rss_load: acc.rss_load,
         });
     }
     let direct = (rows[0].p50, rows[0].p99);
@@ -147,6 +170,11 @@ async fn run(span: Duration) {
                 .map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
                 .unwrap_or_else(|| "-".into()),
         );
+    }
+
+    for r in &rows {
+        let all: Vec<String> = r.rps_all.iter().map(|v| format!("{v:.0}")).collect();
+        println!("{:<10} saturation by round: {}", r.name, all.join(", "));
     }
 
     // A live change under load: two new revisions while kato-mesh serves 1,000 req/s.
@@ -188,8 +216,19 @@ async fn run(span: Duration) {
     }
 }
 
+/// What the rounds gathered for one path.
+#[derive(Default)]
+struct Acc {
+    fixed: Run,
+    cpu_ticks: u64,
+    rps: Vec<f64>,
+    rss_idle: Option<u64>,
+    rss_load: Option<u64>,
+}
+
 struct Row<'a> {
     name: &'a str,
+    rps_all: Vec<f64>,
     p50: Duration,
     p99: Duration,
     errors: u64,
