@@ -4,12 +4,15 @@
 //! exchanges. Nothing sits in the app's path: the kernel hands the socket copies.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::IoSliceMut;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::exchange::Protocol;
@@ -77,8 +80,24 @@ fn open() -> Result<Socket, CaptureError> {
     // Nothing passes until the first ports are set.
     attach(&socket, &[])?;
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    // The kernel then tells, with each packet, how many it dropped for lack of room.
+    setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(|e| CaptureError::Open(e.into()))?;
     socket.set_read_timeout(Some(TICK)).map_err(CaptureError::Open)?;
     Ok(socket)
+}
+
+/// Reads one packet: its length, and the kernel's count of packets dropped for this socket
+/// (`SO_RXQ_OVFL`) when the kernel sent it along.
+fn receive(socket: &Socket, buf: &mut [u8], cmsg: &mut [u8]) -> Result<(usize, Option<u32>), Errno> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())?;
+    let drops = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::RxqOvfl(n) => Some(n),
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, drops))
 }
 
 fn attach(socket: &Socket, ports: &[u16]) -> Result<(), CaptureError> {
@@ -173,22 +192,24 @@ impl Loop {
         let mut last_tick = 0u64;
         let mut flows_seen = 0u64;
         let mut untracked_seen = 0u64;
+        let mut drops_seen = 0u32;
+        let mut cmsg = nix::cmsg_space!(u32);
         let counters = lock(&self.stats).counters.clone();
         while !self.stop.load(Ordering::Acquire) {
             let change = lock(&self.ports).take();
             if let Some(ports) = change {
                 self.apply(ports);
             }
-            let n = match (&self.socket).read(&mut buf) {
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    0
+            let n = match receive(&self.socket, &mut buf, &mut cmsg) {
+                Ok((n, kernel_drops)) => {
+                    if let Some(total) = kernel_drops {
+                        // The kernel's count for this socket, since it opened (it wraps at 2^32).
+                        counters.dropped.inc_by(u64::from(total.wrapping_sub(drops_seen)));
+                        drops_seen = total;
+                    }
+                    n
                 }
+                Err(Errno::EAGAIN | Errno::EINTR) => 0,
                 Err(e) => {
                     tracing::error!(error = %e, "reading packets failed; capture stops");
                     return;
@@ -208,9 +229,6 @@ impl Loop {
                             }
                             if let Some(why) = broke {
                                 stats.undecodable(why.as_str());
-                                if why == crate::Undecodable::Gap {
-                                    counters.dropped.inc();
-                                }
                             }
                         }
                     }
@@ -245,5 +263,42 @@ impl Loop {
             .set_ports(ports.iter().map(|(p, proto)| (*p, *proto)).collect::<HashMap<_, _>>());
         lock(&self.stats).prune(self.clock.now(), &list);
         *lock(&self.analysed) = ports;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Needs CAP_NET_RAW (the tests run as root). The kernel tells its count with the next
+    /// packet it queues after the drops.
+    #[test]
+    fn the_kernels_drops_are_reported() {
+        let socket = open().expect("the tests run as root (CAP_NET_RAW)");
+        socket.set_recv_buffer_size(1).unwrap(); // the kernel's minimum: a packet or two
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        attach(&socket, &[port]).unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            std::io::copy(&mut c, &mut std::io::sink()).unwrap();
+        });
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for _ in 0..64 {
+            c.write_all(&[b'x'; 16 * 1024]).unwrap();
+        }
+        let mut buf = vec![0u8; 0x0004_0000];
+        let mut cmsg = nix::cmsg_space!(u32);
+        let mut most = 0;
+        // Drain what was queued, then one more packet, which carries the count.
+        while receive(&socket, &mut buf, &mut cmsg).is_ok() {}
+        c.write_all(b"one more").unwrap();
+        while let Ok((_, drops)) = receive(&socket, &mut buf, &mut cmsg) {
+            most = most.max(drops.unwrap_or(0));
+        }
+        drop(c);
+        reader.join().unwrap();
+        assert!(most > 0, "the kernel dropped packets it had no room for, and said so");
     }
 }

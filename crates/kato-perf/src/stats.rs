@@ -55,7 +55,8 @@ fn latency_histogram() -> Histogram {
 pub struct CaptureCounters {
     pub packets: Counter,
     pub bytes: Counter,
-    /// Packets the kernel dropped before we read them, or bytes missing in a stream.
+    /// Packets the kernel dropped before the plug-in read them (`SO_RXQ_OVFL`), and packets that
+    /// did not parse.
     pub dropped: Counter,
     pub flows: Counter,
     pub untracked: Counter,
@@ -120,7 +121,7 @@ impl Stats {
         registry.register("bytes", "Bytes captured on the analysed ports", counters.bytes.clone());
         registry.register(
             "dropped_packets",
-            "Packets lost to the analysis (kernel drops, or segments missing from a stream)",
+            "Packets lost to the analysis (dropped by the kernel for lack of room, or cut)",
             counters.dropped.clone(),
         );
         registry.register(
@@ -236,7 +237,15 @@ impl Stats {
             })
             .collect();
         let dropped = self.counters.dropped.get();
-        let warning = (dropped > 0).then(|| format!("figures may be incomplete: {dropped} packets dropped"));
+        let gaps = undecodable.get("gap").copied().unwrap_or(0);
+        let mut lost = Vec::new();
+        if dropped > 0 {
+            lost.push(format!("{dropped} packets dropped"));
+        }
+        if gaps > 0 {
+            lost.push(format!("{gaps} connections with bytes missing"));
+        }
+        let warning = (!lost.is_empty()).then(|| format!("figures may be incomplete: {}", lost.join(", ")));
         let ports = analysed
             .iter()
             .map(|(port, protocol)| {
@@ -385,6 +394,11 @@ mod tests {
         assert_eq!(
             s.summary(t, &analysed).warning.as_deref(),
             Some("figures may be incomplete: 3 packets dropped")
+        );
+        s.undecodable("gap");
+        assert_eq!(
+            s.summary(t, &analysed).warning.as_deref(),
+            Some("figures may be incomplete: 3 packets dropped, 1 connections with bytes missing")
         );
     }
 
