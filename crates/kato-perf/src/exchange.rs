@@ -47,6 +47,8 @@ pub enum Undecodable {
     Gap,
     /// The bytes are not the protocol (or a head beyond the size bound).
     Malformed,
+    /// The capture joined an open connection (no SYN seen) in the middle of a message.
+    MidStream,
 }
 
 impl Undecodable {
@@ -54,6 +56,7 @@ impl Undecodable {
         match self {
             Undecodable::Gap => "gap",
             Undecodable::Malformed => "malformed",
+            Undecodable::MidStream => "midstream",
         }
     }
 }

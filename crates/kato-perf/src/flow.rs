@@ -98,6 +98,8 @@ struct Flow {
     to_server: Stream,
     to_client: Stream,
     broken: bool,
+    /// The first segment seen was not a SYN: the capture started while it was open.
+    joined: bool,
     fins: u8,
     last_seen: u64,
 }
@@ -183,6 +185,7 @@ impl FlowTracker {
                     to_server: Stream::default(),
                     to_client: Stream::default(),
                     broken: false,
+                    joined: !seg.syn,
                     fins: 0,
                     last_seen: ts,
                 },
@@ -195,7 +198,10 @@ impl FlowTracker {
             let mut exchanges = Vec::new();
             let result = feed(flow, to_server, seg, ts, &mut exchanges);
             out.extend(exchanges.into_iter().map(|e| (key.1.port(), protocol, e)));
-            if let Err(why) = result {
+            if let Err(mut why) = result {
+                if flow.joined && why == Undecodable::Malformed {
+                    why = Undecodable::MidStream;
+                }
                 flow.broken = true;
                 *self.counters.undecodable.entry(why.as_str()).or_default() += 1;
                 broke = Some(why);
@@ -317,6 +323,25 @@ mod tests {
         t.segment(&seg(true, 50_000, b"x"), 2, &mut out);
         assert_eq!(t.counters.undecodable.get("gap"), Some(&1));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_connection_joined_mid_answer_is_counted_as_such_not_as_malformed() {
+        let mut t = tracker();
+        let mut out = Vec::new();
+        // The plug-in started while a response was on its way: its tail comes first.
+        let broke = t.segment(&seg(false, 500, b"tail of a body\r\n"), 0, &mut out);
+        assert_eq!(broke, Some(Undecodable::MidStream));
+        assert_eq!(t.counters.undecodable.get("midstream"), Some(&1));
+        // An idle keep-alive connection joined before its next request decodes as usual.
+        let mut t = tracker();
+        t.segment(&seg(true, 7, b"GET /a HTTP/1.1\r\n\r\n"), 0, &mut out);
+        t.segment(
+            &seg(false, 9, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            1,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

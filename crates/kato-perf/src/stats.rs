@@ -110,7 +110,7 @@ impl Stats {
         );
         registry.register(
             "undecodable_flows",
-            "Connections that could not be decoded (gap: bytes missing; malformed: not the protocol)",
+            "Connections that could not be decoded (gap: bytes missing; malformed: not the protocol; midstream: joined while open, mid-message)",
             undecodable.clone(),
         );
         registry.register(
@@ -225,7 +225,7 @@ impl Stats {
 
     /// The JSON summary at `now` (ns, the capture clock).
     pub fn summary(&self, now: u64, analysed: &BTreeMap<u16, Protocol>) -> Summary {
-        let undecodable: BTreeMap<String, u64> = ["gap", "malformed"]
+        let undecodable: BTreeMap<String, u64> = ["gap", "malformed", "midstream"]
             .iter()
             .map(|r| {
                 (
