@@ -7,8 +7,8 @@
 KATO_PACKAGES=(ca-certificates git podman conmon runc catatonit netavark aardvark-dns iptables uidmap buildah docker-registry)
 
 # What `scripts/defaults` needs to stage the default plug-ins' repo offline: git, Debian's static
-# busybox for the log collector's image, ldd (libc-bin) to find the libraries kato-mesh loads and
-# strip (binutils) to drop its debug info.
+# busybox for the log collector's image, ldd (libc-bin) to find the libraries kato-mesh and kato-perf
+# load and strip (binutils) to drop their debug info.
 DEFAULTS_PACKAGES=(git busybox-static libc-bin binutils)
 
 # Installs Debian packages that are missing; a no-op when all are present.
