@@ -206,6 +206,8 @@ async fn deploy_redeploy_status_logs_and_stop() {
     let s = wait_for(&rt, c, "running", |s| s.state == ComponentState::Running).await;
     assert_eq!(s.pods.len(), 1);
     let pod = &s.pods[0];
+    // Its address on podman's pod network: what reaches a plug-in's own port (kato-perf's).
+    assert!(pod.ip.is_some_and(|ip| !ip.is_loopback()), "{pod:#?}");
     assert_eq!(
         pod.annotations.get("version.plugin.kato/side").map(String::as_str),
         Some("2")
