@@ -16,6 +16,7 @@ pub mod http;
 pub mod mysql;
 pub mod packet;
 pub mod perf;
+pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod template;

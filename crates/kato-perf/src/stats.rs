@@ -1,9 +1,9 @@
 //! Aggregation of exchanges per port and per route (HTTP path template or SQL fingerprint):
 //! Prometheus metrics and windowed figures for the summary. Cardinality is capped per port:
-//! the first `route_cap` routes seen are tracked by name, later ones count as `other` until a
-//! tracked route has been idle for 15 minutes and gives its place up.
+//! at most `route_cap` routes are named, the busiest ([`crate::routes`]); the rest count as
+//! `other`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::exchange::{Exchange, Protocol};
+use crate::routes::RouteSet;
 use crate::window::{Figures, WINDOWS, Windowed};
 
 /// The route label of everything past the cap.
@@ -68,7 +69,7 @@ pub struct CaptureCounters {
 struct PortStats {
     protocol: Option<Protocol>,
     all: Windowed,
-    routes: HashMap<String, Windowed>,
+    routes: RouteSet,
     other: Windowed,
 }
 
@@ -157,15 +158,15 @@ impl Stats {
         let p = self.ports.entry(port).or_default();
         p.protocol = Some(protocol);
         p.all.record(ts, e.latency_ns, e.error);
-        let route = if p.routes.contains_key(&e.route) || p.routes.len() < self.route_cap {
-            p.routes
-                .entry(e.route.clone())
-                .or_default()
-                .record(ts, e.latency_ns, e.error);
-            e.route.as_str()
-        } else {
-            p.other.record(ts, e.latency_ns, e.error);
-            OTHER
+        let route = match p.routes.windows(&e.route, self.route_cap) {
+            Some(w) => {
+                w.record(ts, e.latency_ns, e.error);
+                e.route.as_str()
+            }
+            None => {
+                p.other.record(ts, e.latency_ns, e.error);
+                OTHER
+            }
         };
         let labels = RouteLabels {
             port: port.to_string(),
@@ -188,31 +189,28 @@ impl Stats {
             .inc();
     }
 
-    /// Forgets routes idle for 15 minutes (their metrics go too) and ports no longer analysed.
+    /// Forgets ports no longer analysed, and rebalances each port's named routes (idle ones
+    /// leave, busier ones come in); the metrics of a route that left go with it.
     pub fn prune(&mut self, now: u64, analysed: &[u16]) {
         self.ports.retain(|port, _| analysed.contains(port));
         for (port, p) in &mut self.ports {
             let Some(protocol) = p.protocol else { continue };
-            p.routes.retain(|route, w| {
-                let keep = !w.is_idle(now);
-                if !keep {
-                    let labels = RouteLabels {
-                        port: port.to_string(),
-                        protocol: protocol.as_str().into(),
-                        route: route.clone(),
-                    };
-                    self.latency.remove(&labels);
-                    for outcome in ["ok", "error"] {
-                        self.requests.remove(&OutcomeLabels {
-                            port: labels.port.clone(),
-                            protocol: labels.protocol.clone(),
-                            route: route.clone(),
-                            outcome,
-                        });
-                    }
+            for route in p.routes.rebalance(now, self.route_cap) {
+                let labels = RouteLabels {
+                    port: port.to_string(),
+                    protocol: protocol.as_str().into(),
+                    route,
+                };
+                self.latency.remove(&labels);
+                for outcome in ["ok", "error"] {
+                    self.requests.remove(&OutcomeLabels {
+                        port: labels.port.clone(),
+                        protocol: labels.protocol.clone(),
+                        route: labels.route.clone(),
+                        outcome,
+                    });
                 }
-                keep
-            });
+            }
         }
     }
 
@@ -275,7 +273,6 @@ fn window(p: &PortStats, now: u64, minutes: u64) -> WindowSummary {
     let mut routes: Vec<RouteFigures> = p
         .routes
         .iter()
-        .map(|(r, w)| (r.as_str(), w))
         .chain(std::iter::once((OTHER, &p.other)))
         .map(|(route, w)| RouteFigures {
             route: route.to_owned(),
