@@ -26,6 +26,8 @@ const ETH_P_ALL: u16 = 0x0003;
 const RECV_BUFFER: usize = 8 * 1024 * 1024;
 /// How often the loop looks at port changes and stops even when no packet comes.
 const TICK: Duration = Duration::from_millis(100);
+/// A kernel timestamp older than this is not believed (the wall clock was stepped).
+const MAX_AGE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -82,22 +84,49 @@ fn open() -> Result<Socket, CaptureError> {
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     // The kernel then tells, with each packet, how many it dropped for lack of room.
     setsockopt(&socket, sockopt::RxqOvfl, &1).map_err(|e| CaptureError::Open(e.into()))?;
+    // And when it took each packet: latencies then do not depend on when the loop reads.
+    setsockopt(&socket, sockopt::ReceiveTimestampns, &true).map_err(|e| CaptureError::Open(e.into()))?;
     socket.set_read_timeout(Some(TICK)).map_err(CaptureError::Open)?;
     Ok(socket)
 }
 
-/// Reads one packet: its length, and the kernel's count of packets dropped for this socket
-/// (`SO_RXQ_OVFL`) when the kernel sent it along.
-fn receive(socket: &Socket, buf: &mut [u8], cmsg: &mut [u8]) -> Result<(usize, Option<u32>), Errno> {
+/// One packet read.
+struct Received {
+    len: usize,
+    /// The kernel's count of packets dropped for this socket (`SO_RXQ_OVFL`), when sent along.
+    drops: Option<u32>,
+    /// How long ago the kernel took the packet (`SO_TIMESTAMPNS`), when it said.
+    age: Option<Duration>,
+}
+
+/// The control messages each packet may come with: a drop count and a timestamp.
+fn control_space() -> Vec<u8> {
+    nix::cmsg_space!(u32, nix::sys::time::TimeSpec)
+}
+
+fn receive(socket: &Socket, buf: &mut [u8], cmsg: &mut [u8]) -> Result<Received, Errno> {
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())?;
-    let drops = msg.cmsgs().ok().and_then(|mut c| {
-        c.find_map(|m| match m {
-            ControlMessageOwned::RxqOvfl(n) => Some(n),
-            _ => None,
-        })
-    });
-    Ok((msg.bytes, drops))
+    let mut got = Received {
+        len: msg.bytes,
+        drops: None,
+        age: None,
+    };
+    for m in msg.cmsgs().into_iter().flatten() {
+        match m {
+            ControlMessageOwned::RxqOvfl(n) => got.drops = Some(n),
+            ControlMessageOwned::ScmTimestampns(t) => {
+                let taken = Duration::from(t);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                // A wall clock stepped since, or a stale stamp: the read time is nearer.
+                got.age = now.checked_sub(taken).filter(|a| *a < MAX_AGE);
+            }
+            _ => {}
+        }
+    }
+    Ok(got)
 }
 
 fn attach(socket: &Socket, ports: &[u16]) -> Result<(), CaptureError> {
@@ -193,29 +222,30 @@ impl Loop {
         let mut flows_seen = 0u64;
         let mut untracked_seen = 0u64;
         let mut drops_seen = 0u32;
-        let mut cmsg = nix::cmsg_space!(u32);
+        let mut cmsg = control_space();
         let counters = lock(&self.stats).counters.clone();
         while !self.stop.load(Ordering::Acquire) {
             let change = lock(&self.ports).take();
             if let Some(ports) = change {
                 self.apply(ports);
             }
-            let n = match receive(&self.socket, &mut buf, &mut cmsg) {
-                Ok((n, kernel_drops)) => {
-                    if let Some(total) = kernel_drops {
+            let (n, age) = match receive(&self.socket, &mut buf, &mut cmsg) {
+                Ok(r) => {
+                    if let Some(total) = r.drops {
                         // The kernel's count for this socket, since it opened (it wraps at 2^32).
                         counters.dropped.inc_by(u64::from(total.wrapping_sub(drops_seen)));
                         drops_seen = total;
                     }
-                    n
+                    (r.len, r.age)
                 }
-                Err(Errno::EAGAIN | Errno::EINTR) => 0,
+                Err(Errno::EAGAIN | Errno::EINTR) => (0, None),
                 Err(e) => {
                     tracing::error!(error = %e, "reading packets failed; capture stops");
                     return;
                 }
             };
-            let ts = self.clock.now();
+            let now = self.clock.now();
+            let ts = age.map_or(now, |a| now.saturating_sub(u64::try_from(a.as_nanos()).unwrap_or(0)));
             if n > 0 {
                 counters.packets.inc();
                 counters.bytes.inc_by(n as u64);
@@ -289,13 +319,17 @@ mod tests {
             c.write_all(&[b'x'; 16 * 1024]).unwrap();
         }
         let mut buf = vec![0u8; 0x0004_0000];
-        let mut cmsg = nix::cmsg_space!(u32);
+        let mut cmsg = control_space();
         let mut most = 0;
         // Drain what was queued, then one more packet, which carries the count.
         while receive(&socket, &mut buf, &mut cmsg).is_ok() {}
         c.write_all(b"one more").unwrap();
-        while let Ok((_, drops)) = receive(&socket, &mut buf, &mut cmsg) {
-            most = most.max(drops.unwrap_or(0));
+        while let Ok(r) = receive(&socket, &mut buf, &mut cmsg) {
+            most = most.max(r.drops.unwrap_or(0));
+            assert!(
+                r.age.is_some_and(|a| a < Duration::from_secs(5)),
+                "each packet has its kernel time"
+            );
         }
         drop(c);
         reader.join().unwrap();
