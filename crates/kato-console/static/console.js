@@ -140,4 +140,24 @@
     source.addEventListener("html", (e) => { box.innerHTML = e.data; });
     source.addEventListener("end", () => source.close());
   });
+
+  // Refreshed figures: a [data-refresh="S"] box takes the same box of this page fetched again
+  // every S seconds, while the tab is visible.
+  document.querySelectorAll("[data-refresh]").forEach((box) => {
+    const every = (Number(box.dataset.refresh) || 5) * 1000;
+    const status = document.querySelector("[data-refresh-status]");
+    const say = (t) => { if (status) status.textContent = t; };
+    say("Updated every " + every / 1000 + " s.");
+    const tick = async () => {
+      if (!document.hidden) {
+        try {
+          const res = await fetch(location.href, { headers: { accept: "text/html" } });
+          const fresh = res.ok && new DOMParser().parseFromString(await res.text(), "text/html").getElementById(box.id);
+          if (fresh) { box.innerHTML = fresh.innerHTML; say("Updated every " + every / 1000 + " s; last at " + new Date().toLocaleTimeString() + "."); }
+        } catch (e) { say("Not updated: " + e.message); }
+      }
+      setTimeout(tick, every);
+    };
+    setTimeout(tick, every);
+  });
 })();

@@ -4,6 +4,7 @@
 mod acks;
 mod form;
 mod installs;
+mod perf;
 mod runtime;
 mod values;
 
@@ -33,6 +34,7 @@ pub fn routes() -> Router<Console> {
         .route("/teams/{team}/components/{c}/stop", post(stop))
         .route("/teams/{team}/components/{c}/delete", get(delete_page).post(delete))
         .merge(installs::routes())
+        .merge(perf::routes())
         .merge(acks::routes())
         .merge(runtime::routes())
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::acks::{self, Installed, installation_path};
+use super::perf;
 use super::values::{self, Section, Shown};
 use super::{api_path, dependencies, not_the_forms, page_path, with_status};
 use crate::api::enc;
@@ -153,6 +154,8 @@ struct InstallView {
     errors: BTreeMap<String, String>,
     acks_html: String,
     live_url: String,
+    /// A perf-analysis installation's figures (or why there are none).
+    perf: Option<super::perf::PerfSection>,
 }
 
 impl InstallView {
@@ -232,6 +235,18 @@ fn install_view(
         errors: errors.clone(),
         acks_html: acks::fragment(i),
         live_url: acks::events_url(team, component.name.as_str(), &i.plugin),
+        perf: None,
+    }
+}
+
+const PERF_KIND: &str = "perf-analysis";
+
+/// A perf-analysis installation's section on the tab (the 5-minute window); a refusal the
+/// section does not explain itself (the installation went meanwhile) shows as its message.
+async fn perf_section(console: &Console, session: &Session, team: &str, c: &str, p: &str) -> perf::PerfSection {
+    match perf::section(console, session, team, c, p, perf::DEFAULT_WINDOW).await {
+        Ok(s) => s,
+        Err(f) => perf::PerfSection::new(team, c, p, perf::DEFAULT_WINDOW).with_refusal(&f),
     }
 }
 
@@ -263,7 +278,11 @@ async fn tab_with(console: &Console, session: &Session, team: &str, c: &str, out
         for i in &installed {
             let versions = versions(console, session, team, &i.plugin).await?;
             let refused = outcome.refused.as_ref().filter(|r| r.plugin == i.plugin);
-            views.push(install_view(team, &component, &all, i, &versions, refused));
+            let mut view = install_view(team, &component, &all, i, &versions, refused);
+            if i.kind == PERF_KIND {
+                view.perf = Some(perf_section(console, session, team, c, &i.plugin).await);
+            }
+            views.push(view);
         }
         Ok::<_, Failure>((choices, views))
     };
