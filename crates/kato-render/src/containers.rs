@@ -41,7 +41,6 @@ pub(crate) fn app_container(component: &ComponentSpec) -> ContainerPlan<'_> {
         cpu_millis: component.cpu_millis,
         restart_always: false,
         privileged: false,
-        add_capabilities: &[],
         ready: None,
     }
 }
@@ -83,20 +82,8 @@ pub(crate) fn plugin_container<'w>(
         cpu_millis: installation.cpu_millis,
         restart_always: kind.is_sidecar() && mode == SidecarMode::Native,
         privileged: kind == PluginKind::Init && installation.privileged,
-        add_capabilities: added_capabilities(kind),
         // An init plug-in runs to completion: nothing waits for it to be ready.
         ready: inst.version.spec.ready.as_ref().filter(|_| kind.is_sidecar()),
-    }
-}
-
-/// The Linux capabilities a plug-in kind's container adds to the runtime's defaults. A
-/// performance analyser captures the pod's traffic with an `AF_PACKET` socket, which needs
-/// `NET_RAW`: containerd and podman grant it by default, CRI-O does not.
-pub(crate) fn added_capabilities(kind: PluginKind) -> &'static [&'static str] {
-    if kind == PluginKind::PerfAnalysis {
-        &["NET_RAW"]
-    } else {
-        &[]
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ResourceRequirements, Secret,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ResourceRequirements, Secret,
     SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -71,8 +71,6 @@ pub(crate) struct ContainerPlan<'w> {
     /// A native sidecar: an init container that keeps running.
     pub restart_always: bool,
     pub privileged: bool,
-    /// Linux capabilities added to the runtime's defaults (`securityContext.capabilities.add`).
-    pub add_capabilities: &'static [&'static str],
     /// A sidecar plug-in's check: its startup and readiness probes.
     pub ready: Option<&'w Ready>,
 }
@@ -259,21 +257,6 @@ fn resources(memory_mib: u32, cpu_millis: Option<u32>) -> ResourceRequirements {
     }
 }
 
-/// A container's `securityContext`: none when it is unprivileged and adds no capability.
-fn security_context(privileged: bool, add: &[&str]) -> Option<SecurityContext> {
-    if !privileged && add.is_empty() {
-        return None;
-    }
-    Some(SecurityContext {
-        capabilities: (!add.is_empty()).then(|| Capabilities {
-            add: Some(add.iter().map(|c| (*c).to_owned()).collect()),
-            drop: None,
-        }),
-        privileged: privileged.then_some(true),
-        ..Default::default()
-    })
-}
-
 impl ContainerPlan<'_> {
     fn into_container(self, mounts: &[VolumeMount]) -> Container {
         let secret = self.secret.unwrap_or_default();
@@ -321,26 +304,13 @@ impl ContainerPlan<'_> {
             readiness_probe: self.ready.map(|r| probe::probe(r, probe::READINESS)),
             resources: Some(resources(self.memory_mib, self.cpu_millis)),
             restart_policy: self.restart_always.then(|| "Always".to_owned()),
-            security_context: security_context(self.privileged, self.add_capabilities),
+            security_context: self.privileged.then(|| SecurityContext {
+                privileged: Some(true),
+                ..Default::default()
+            }),
             startup_probe: self.ready.map(|r| probe::probe(r, probe::STARTUP)),
             volume_mounts: non_empty(mounts.to_vec()),
             ..Default::default()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn security_context_merges_privileged_and_added_capabilities() {
-        assert_eq!(security_context(false, &[]), None);
-        let both = security_context(true, &["NET_RAW"]).unwrap();
-        assert_eq!(both.privileged, Some(true));
-        let add = both.capabilities.and_then(|c| c.add);
-        assert_eq!(add, Some(vec!["NET_RAW".to_owned()]));
-        let caps_only = security_context(false, &["NET_RAW"]).unwrap();
-        assert_eq!(caps_only.privileged, None);
     }
 }

@@ -247,23 +247,11 @@ fn container(mut m: Compound<'_>, plan: &Plan<'_>, c: &ContainerPlan<'_>) {
     if c.restart_always {
         m.str_field("restartPolicy", "Always");
     }
-    if c.privileged || !c.add_capabilities.is_empty() {
-        // k8s-openapi's order: `capabilities` (`add`, then `drop`) before `privileged`.
+    if c.privileged {
         m.field_key("securityContext");
         let mut sc = m.nested();
-        if !c.add_capabilities.is_empty() {
-            sc.field_key("capabilities");
-            let mut caps = sc.nested();
-            caps.field_key("add");
-            let mut list = caps.nested();
-            for cap in c.add_capabilities {
-                list.str_item(cap);
-            }
-        }
-        if c.privileged {
-            sc.field_key("privileged");
-            sc.out.push_str(" true\n");
-        }
+        sc.field_key("privileged");
+        sc.out.push_str(" true\n");
     }
     if let Some(ready) = c.ready {
         m.field_key("startupProbe");
