@@ -21,122 +21,24 @@
 //! when it fails.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kato_server::catalog::DefaultsRepo;
-use kato_server::{AppState, Config, TargetKind};
 use kato_testkit::TestRegistry;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+
+#[path = "../../kato-server/tests/common/plugin_e2e.rs"]
+mod e2e;
+
+use e2e::{CONF, Cleanup, Live, checked, podman};
 
 const TEAM: &str = "e2emesh";
-const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf");
 
-fn podman(args: &[&str]) -> std::process::Output {
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", CONF)
-        .output()
-        .expect("podman runs")
-}
-
-fn checked(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Removes the team's pods when dropped, whether the test passed or not (unless
-/// `KATO_E2E_KEEP` is set, to look at them after a failure).
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if std::env::var_os("KATO_E2E_KEEP").is_some() {
-            return;
-        }
-        let label = format!("label=kato/team={TEAM}");
-        let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
-        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
-            podman(&["pod", "rm", "--force", "--time", "0", pod]);
-        }
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `scripts/defaults` with this build's kato-mesh, into `dir`.
-fn stage_defaults(dir: &Path) -> DefaultsRepo {
-    let repo = dir.join("defaults-repo");
-    let out = Command::new(repo_root().join("scripts/defaults"))
-        .env("KATO_DEFAULTS_DIR", &repo)
-        .env("KATO_MESH_BIN", env!("CARGO_BIN_EXE_kato-mesh"))
-        // The catalog's perf-analysis is not used here: a stand-in spares a release build.
-        .env("KATO_PERF_BIN", "/bin/true")
-        .output()
-        .expect("scripts/defaults runs");
-    assert!(
-        out.status.success(),
-        "scripts/defaults: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    DefaultsRepo {
-        repo: repo.to_str().unwrap().to_owned(),
-        git_ref: Some("main".into()),
-    }
-}
-
-/// busybox-static with every applet and PATH set, pushed to `registry` as the components' image.
-fn component_image(registry: &TestRegistry) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "tmp", "www"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    let tar = dir.path().join("image.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let local = "localhost/kato-e2e/mesh-busybox:1";
-    checked(&[
-        "import",
-        "--quiet",
-        "--change",
-        "ENV PATH=/bin",
-        tar.to_str().unwrap(),
-        local,
-    ]);
-    let remote = format!("{}/kato-e2e/busybox:1", registry.host());
-    checked(&[
-        "push",
-        "--quiet",
-        "--tls-verify=false",
-        local,
-        &format!("docker://{remote}"),
-    ]);
-    remote
+/// Sets one downstream entry's options of an installed plug-in; answers the new revision.
+async fn set_downstream(s: &Live, component: &str, plugin: &str, key: &str, options: Value) -> u64 {
+    let mut values = s.installation(component, plugin).await["values"].clone();
+    values["downstream"][key] = options;
+    s.install(component, plugin, json!({"values": values})).await
 }
 
 /// A shell script for a component: serves `body` over HTTP on `port` from /www (and
@@ -157,183 +59,6 @@ httpd -p {port} -h /www
 exec {then}
 "
     )
-}
-
-/// A server on a real port of all interfaces, targeting podman, building into `registry`,
-/// with the defaults repo set.
-struct Live {
-    state: Arc<AppState>,
-    base: String,
-    admin: String,
-    http: reqwest::Client,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-impl Live {
-    async fn start(dir: &Path, registry: &TestRegistry, defaults: DefaultsRepo) -> Live {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut config = Config {
-            data_dir: dir.to_owned(),
-            listen: listener.local_addr().unwrap(),
-            database_url: None,
-            public_url: Some(format!("http://host.containers.internal:{port}")),
-            target: Some(TargetKind::Podman),
-            kubeconfig: None,
-            builds: Default::default(),
-            secret_key: Default::default(),
-        };
-        config.builds.registry = Some(format!("{}/platform", registry.host()).parse().unwrap());
-        config.builds.defaults = Some(defaults);
-        let (state, token_path) = kato_server::prepare(&config).await.unwrap();
-        let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn({
-            let state = state.clone();
-            async move {
-                kato_server::serve_on(listener, state, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            }
-        });
-        Live {
-            state,
-            base: format!("http://127.0.0.1:{port}/api/v1"),
-            admin,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-            stop,
-            done,
-        }
-    }
-
-    async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        self.done.await.unwrap();
-        self.state.store.close().await;
-    }
-
-    /// Calls `/api/v1{path}` as the admin; fails the test unless it succeeds.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path} answered {status}: {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn team(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.call(method, &format!("/teams/{TEAM}{path}"), body).await
-    }
-
-    async fn built(&self, plugin: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let v = self
-                .team(reqwest::Method::GET, &format!("/plugins/{plugin}/versions/1"), None)
-                .await;
-            if !matches!(v["status"].as_str(), Some("queued" | "building")) {
-                assert_eq!(v["status"], "succeeded", "version 1 of {plugin}: {v:#}");
-                return v;
-            }
-            assert!(Instant::now() < deadline, "version 1 of {plugin} is still {v}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    async fn deploy(&self, component: &str) -> String {
-        self.team(reqwest::Method::POST, &format!("/components/{component}/deploy"), None)
-            .await;
-        self.running(component).await
-    }
-
-    /// Waits until every container of the component's pod runs; answers the pod's name.
-    async fn running(&self, component: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let st = self
-                .team(reqwest::Method::GET, &format!("/components/{component}/status"), None)
-                .await;
-            let containers: Vec<&Value> = st["pods"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|p| p["containers"].as_array().into_iter().flatten())
-                .collect();
-            if st["state"] == "running"
-                && st["pods"].as_array().is_some_and(|p| p.len() == 1)
-                && !containers.is_empty()
-                && containers.iter().all(|c| c["state"] == "running")
-            {
-                return st["pods"][0]["name"].as_str().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "{component} never ran: {st:#}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Installs (or updates) `plugin` on `component` with `body`; answers the new revision.
-    async fn install(&self, component: &str, plugin: &str, body: Value) -> u64 {
-        let v = self
-            .team(
-                reqwest::Method::PUT,
-                &format!("/components/{component}/plugins/{plugin}"),
-                Some(body),
-            )
-            .await;
-        v["revision"].as_u64().unwrap()
-    }
-
-    async fn installation(&self, component: &str, plugin: &str) -> Value {
-        self.team(
-            reqwest::Method::GET,
-            &format!("/components/{component}/plugins/{plugin}"),
-            None,
-        )
-        .await
-    }
-
-    /// Sets one downstream entry's options of an installed plug-in; answers the new revision.
-    async fn set_downstream(&self, component: &str, plugin: &str, key: &str, options: Value) -> u64 {
-        let mut values = self.installation(component, plugin).await["values"].clone();
-        values["downstream"][key] = options;
-        self.install(component, plugin, json!({"values": values})).await
-    }
-
-    /// Waits until the pod acks `revision` (applied) or rejects it; answers the pod's report.
-    async fn acked(&self, component: &str, plugin: &str, revision: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self.installation(component, plugin).await;
-            let pod = v["pods"].as_array().and_then(|p| p.first()).cloned();
-            if let Some(pod) = pod {
-                let applied = pod["applied_revision"].as_u64() == Some(revision);
-                let rejected = pod["rejected"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|x| x["revision"].as_u64() == Some(revision)));
-                if applied || rejected {
-                    return pod;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{component}/{plugin} never acked revision {revision}: {v:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 /// Runs `script` with busybox's sh in a container; answers its stdout.
@@ -440,14 +165,12 @@ async fn until_served(container: &str, host: &str, port: u16, path: &str, body: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_governance_proxy_on_podman() {
-    let _cleanup = Cleanup;
+    let _cleanup = Cleanup(TEAM);
     let registry = TestRegistry::start().await;
-    let image = component_image(&registry);
+    let image = e2e::busybox_image(&registry, "busybox", &[]);
     let dir = tempfile::tempdir().unwrap();
-    let defaults = stage_defaults(dir.path());
-    let s = Live::start(&dir.path().join("data"), &registry, defaults).await;
-    s.call(reqwest::Method::POST, "/teams", Some(json!({"name": TEAM})))
-        .await;
+    let defaults = e2e::stage_defaults(dir.path(), env!("CARGO_BIN_EXE_kato-mesh"), "/bin/true");
+    let s = Live::start(&dir.path().join("data"), &registry, defaults, TEAM).await;
 
     // The catalog in one call, every version built by Kato from the staged repo.
     let catalog = s.team(reqwest::Method::POST, "/plugins/defaults", None).await;
@@ -520,23 +243,23 @@ async fn the_governance_proxy_on_podman() {
     assert!(answer.trim_end().ends_with("db2-v2"), "{answer}");
     let answer = get(&web_app, "127.0.0.1", 8080, "/");
     assert!(answer.trim_end().ends_with("db"), "{answer}");
-    let r = s
-        .set_downstream(
+    let r = set_downstream(
+        &s,
+        "web",
+        "outbound-net",
+        "db2:8080",
+        json!({"Prefix": "/", "Weight": "50"}),
+    )
+    .await;
+    let r = {
+        let r2 = set_downstream(
+            &s,
             "web",
             "outbound-net",
-            "db2:8080",
-            json!({"Prefix": "/", "Weight": "50"}),
+            "db:8080",
+            json!({"Weight": "50", "ConsecutiveErrors": "3", "BaseEjectionTimeMS": "3000"}),
         )
         .await;
-    let r = {
-        let r2 = s
-            .set_downstream(
-                "web",
-                "outbound-net",
-                "db:8080",
-                json!({"Weight": "50", "ConsecutiveErrors": "3", "BaseEjectionTimeMS": "3000"}),
-            )
-            .await;
         assert!(r2 > r);
         r2
     };
@@ -551,24 +274,28 @@ async fn the_governance_proxy_on_podman() {
     // 50/50 over 40 draws: both sides get some (each side empty has odds 2 × 2^-40).
     assert!(to_db > 0 && to_db2 > 0, "db {to_db}, db2 {to_db2}: {answers:?}");
     // Weight 100 to db and 0 to db2: all to db.
-    s.set_downstream("web", "outbound-net", "db2:8080", json!({"Prefix": "/", "Weight": "0"}))
-        .await;
-    let r = s
-        .set_downstream(
-            "web",
-            "outbound-net",
-            "db:8080",
-            json!({"Weight": "100", "ConsecutiveErrors": "3", "BaseEjectionTimeMS": "3000"}),
-        )
-        .await;
+    set_downstream(
+        &s,
+        "web",
+        "outbound-net",
+        "db2:8080",
+        json!({"Prefix": "/", "Weight": "0"}),
+    )
+    .await;
+    let r = set_downstream(
+        &s,
+        "web",
+        "outbound-net",
+        "db:8080",
+        json!({"Weight": "100", "ConsecutiveErrors": "3", "BaseEjectionTimeMS": "3000"}),
+    )
+    .await;
     s.acked("web", "outbound-net", r).await;
     let answers = gets(&web_app, "127.0.0.1", 8080, "/", 10);
     assert!(answers.iter().all(|a| a.ends_with("|db")), "{answers:?}");
 
     // 3. MaxConnections lowered live: acked, the open connection goes on, a new one is refused.
-    let r = s
-        .set_downstream("web", "outbound-net", "db:9000", json!({"MaxConnections": "1"}))
-        .await;
+    let r = set_downstream(&s, "web", "outbound-net", "db:9000", json!({"MaxConnections": "1"})).await;
     let pod = s.acked("web", "outbound-net", r).await;
     assert_eq!(pod["applied_revision"].as_u64(), Some(r), "{pod:#}");
     assert_eq!(echo.echo("still here"), "still here");
@@ -579,9 +306,7 @@ async fn the_governance_proxy_on_podman() {
         "a second connection past MaxConnections 1 was served"
     );
     drop(echo);
-    let r = s
-        .set_downstream("web", "outbound-net", "db:9000", json!({"MaxConnections": "10240"}))
-        .await;
+    let r = set_downstream(&s, "web", "outbound-net", "db:9000", json!({"MaxConnections": "10240"})).await;
     s.acked("web", "outbound-net", r).await;
 
     // 4. Inbound on db with OPEN_LIMIT: 429 past the limit, at db's listen port.
@@ -635,9 +360,7 @@ async fn the_governance_proxy_on_podman() {
     );
 
     // 6. A bad value: rejected with the reason, and traffic keeps flowing.
-    let r = s
-        .set_downstream("web", "outbound-net", "db:8080", json!({"MaxConnections": "lots"}))
-        .await;
+    let r = set_downstream(&s, "web", "outbound-net", "db:8080", json!({"MaxConnections": "lots"})).await;
     let pod = s.acked("web", "outbound-net", r).await;
     let message = pod["rejected"]
         .as_array()

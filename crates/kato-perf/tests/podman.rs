@@ -15,77 +15,18 @@
 //!
 //! The test works in a team of its own and removes its pods, even when it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use kato_server::catalog::DefaultsRepo;
-use kato_server::{AppState, Config, TargetKind};
 use kato_testkit::TestRegistry;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+
+#[path = "../../kato-server/tests/common/plugin_e2e.rs"]
+mod e2e;
+
+use e2e::{Cleanup, Live, checked};
 
 const TEAM: &str = "e2eperf";
-const CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/containers.conf");
-
-fn podman(args: &[&str]) -> std::process::Output {
-    Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", CONF)
-        .output()
-        .expect("podman runs")
-}
-
-fn checked(args: &[&str]) -> String {
-    let out = podman(args);
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Removes the team's pods when dropped (unless `KATO_E2E_KEEP` is set).
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if std::env::var_os("KATO_E2E_KEEP").is_some() {
-            return;
-        }
-        let label = format!("label=kato/team={TEAM}");
-        let pods = podman(&["pod", "ls", "--filter", &label, "--format", "{{.Name}}"]);
-        for pod in String::from_utf8_lossy(&pods.stdout).lines() {
-            podman(&["pod", "rm", "--force", "--time", "0", pod]);
-        }
-    }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `scripts/defaults` with this build's kato-perf (the proxies are stand-ins: not used here).
-fn stage_defaults(dir: &Path) -> DefaultsRepo {
-    let repo = dir.join("defaults-repo");
-    let out = Command::new(repo_root().join("scripts/defaults"))
-        .env("KATO_DEFAULTS_DIR", &repo)
-        .env("KATO_MESH_BIN", "/bin/true")
-        .env("KATO_PERF_BIN", env!("CARGO_BIN_EXE_kato-perf"))
-        .output()
-        .expect("scripts/defaults runs");
-    assert!(
-        out.status.success(),
-        "scripts/defaults: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    DefaultsRepo {
-        repo: repo.to_str().unwrap().to_owned(),
-        git_ref: Some("main".into()),
-    }
-}
 
 /// busybox and `/perf-demo` (with the libraries it loads), pushed to `registry`.
 fn component_image(registry: &TestRegistry) -> String {
@@ -93,204 +34,7 @@ fn component_image(registry: &TestRegistry) -> String {
         .with_file_name("examples")
         .join("perf-demo");
     assert!(demo.exists(), "{} is built by `cargo test`", demo.display());
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    for d in ["bin", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    std::fs::copy(&demo, root.join("perf-demo")).unwrap();
-    let ldd = Command::new("ldd").arg(&demo).output().unwrap();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(lib) = path.filter(|p| p.starts_with('/')) {
-            let to = root.join(lib.trim_start_matches('/'));
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(lib, to).unwrap();
-        }
-    }
-    let tar = dir.path().join("image.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let local = "localhost/kato-e2e/perf-demo:1";
-    checked(&[
-        "import",
-        "--quiet",
-        "--change",
-        "ENV PATH=/bin",
-        tar.to_str().unwrap(),
-        local,
-    ]);
-    let remote = format!("{}/kato-e2e/perf-demo:1", registry.host());
-    checked(&[
-        "push",
-        "--quiet",
-        "--tls-verify=false",
-        local,
-        &format!("docker://{remote}"),
-    ]);
-    remote
-}
-
-/// A server on a real port of all interfaces, targeting podman, with the defaults repo set.
-struct Live {
-    state: Arc<AppState>,
-    base: String,
-    admin: String,
-    http: reqwest::Client,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-impl Live {
-    async fn start(dir: &Path, registry: &TestRegistry, defaults: DefaultsRepo) -> Live {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut config = Config {
-            data_dir: dir.to_owned(),
-            listen: listener.local_addr().unwrap(),
-            database_url: None,
-            public_url: Some(format!("http://host.containers.internal:{port}")),
-            target: Some(TargetKind::Podman),
-            kubeconfig: None,
-            builds: Default::default(),
-            secret_key: Default::default(),
-        };
-        config.builds.registry = Some(format!("{}/platform", registry.host()).parse().unwrap());
-        config.builds.defaults = Some(defaults);
-        let (state, token_path) = kato_server::prepare(&config).await.unwrap();
-        let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn({
-            let state = state.clone();
-            async move {
-                kato_server::serve_on(listener, state, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            }
-        });
-        Live {
-            state,
-            base: format!("http://127.0.0.1:{port}/api/v1"),
-            admin,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-            stop,
-            done,
-        }
-    }
-
-    async fn shutdown(self) {
-        self.stop.send(()).unwrap();
-        self.done.await.unwrap();
-        self.state.store.close().await;
-    }
-
-    /// `/api/v1/teams/{TEAM}{path}` as the admin: the status and the body.
-    async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}/teams/{TEAM}{path}", self.base))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn team(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.raw(method.clone(), path, body).await;
-        assert!((200..300).contains(&status), "{method} {path} answered {status}: {v}");
-        v
-    }
-
-    async fn built(&self, plugin: &str) {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let v = self
-                .team(reqwest::Method::GET, &format!("/plugins/{plugin}/versions/1"), None)
-                .await;
-            if !matches!(v["status"].as_str(), Some("queued" | "building")) {
-                assert_eq!(v["status"], "succeeded", "version 1 of {plugin}: {v:#}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "version 1 of {plugin} is still {v}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Deploys and waits until every container of the component's pod runs: the pod's name.
-    async fn deploy(&self, component: &str) -> String {
-        self.team(reqwest::Method::POST, &format!("/components/{component}/deploy"), None)
-            .await;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let st = self
-                .team(reqwest::Method::GET, &format!("/components/{component}/status"), None)
-                .await;
-            let running = st["state"] == "running"
-                && st["pods"].as_array().is_some_and(|p| p.len() == 1)
-                && st["pods"][0]["containers"]
-                    .as_array()
-                    .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c["state"] == "running"));
-            if running {
-                return st["pods"][0]["name"].as_str().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "{component} never ran: {st:#}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Waits until the pod acks `revision`: its report.
-    async fn acked(&self, component: &str, plugin: &str, revision: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v = self
-                .team(
-                    reqwest::Method::GET,
-                    &format!("/components/{component}/plugins/{plugin}"),
-                    None,
-                )
-                .await;
-            if let Some(pod) = v["pods"].as_array().and_then(|p| p.first()).cloned() {
-                let applied = pod["applied_revision"].as_u64() == Some(revision);
-                let rejected = pod["rejected"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|x| x["revision"].as_u64() == Some(revision)));
-                if applied || rejected {
-                    return pod;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{component}/{plugin} never acked {revision}: {v:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    e2e::busybox_image(registry, "perf-demo", &[(demo.as_path(), "/perf-demo")])
 }
 
 /// The server's own measures (`truth <kind> <what> <ms>` lines of its log): the median per what.
@@ -323,21 +67,12 @@ fn route<'a>(summary: &'a Value, port: u16, route: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_performance_analyser_on_podman() {
-    let _cleanup = Cleanup;
+    let _cleanup = Cleanup(TEAM);
     let registry = TestRegistry::start().await;
     let image = component_image(&registry);
     let dir = tempfile::tempdir().unwrap();
-    let defaults = stage_defaults(dir.path());
-    let s = Live::start(&dir.path().join("data"), &registry, defaults).await;
-    let res = s
-        .http
-        .post(format!("{}/teams", s.base))
-        .bearer_auth(&s.admin)
-        .json(&json!({"name": TEAM}))
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let defaults = e2e::stage_defaults(dir.path(), "/bin/true", env!("CARGO_BIN_EXE_kato-perf"));
+    let s = Live::start(&dir.path().join("data"), &registry, defaults, TEAM).await;
     s.team(reqwest::Method::POST, "/plugins/defaults", None).await;
     s.built("perf-analysis").await;
 
