@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SLACK: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long [`Client::follow`] waits after the server refused the watch before it looks again.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// A component port the plug-in serves (`meta: component-port` values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +192,62 @@ impl Client {
             .await
             .map_err(Error::Unreachable)?;
         refused(res).await.map(|_| ())
+    }
+
+    /// A plug-in's main loop: watches the document, hands each revision to `apply`, and acks
+    /// its answer for `pod` — `Ok(message)` when the revision is in effect (`applied`),
+    /// `Err(reason)` when the plug-in refuses it and keeps its last good config (`rejected`).
+    /// A refused watch (the installation removed, its token rotated) keeps the last config and
+    /// is tried again after 30 s. Returns when `stop` completes; problems are logged with
+    /// `tracing`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: kato_discovery_client::Client) {
+    /// let mut applied = 0;
+    /// client
+    ///     .follow("pod-1", async |doc| {
+    ///         applied += 1;
+    ///         Ok(format!("revision {} in effect", doc.revision))
+    ///     }, std::future::pending())
+    ///     .await;
+    /// # }
+    /// ```
+    pub async fn follow(
+        &self,
+        pod: &str,
+        mut apply: impl AsyncFnMut(&Document) -> Result<String, String>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut watch = self.watch();
+        loop {
+            let next = tokio::select! {
+                n = watch.next() => n,
+                _ = &mut stop => return,
+            };
+            let doc = match next {
+                Ok(doc) => doc,
+                Err(e) => {
+                    tracing::error!(error = %e, "discovery refused; keeping the last good config");
+                    tokio::select! {
+                        _ = tokio::time::sleep(REFUSED_RETRY) => {}
+                        _ = &mut stop => return,
+                    }
+                    watch = self.watch();
+                    continue;
+                }
+            };
+            let (status, message) = match apply(&doc).await {
+                Ok(m) => (AckStatus::Applied, m),
+                Err(m) => {
+                    tracing::warn!(revision = doc.revision, reason = %m, "rejected; the last good config stays");
+                    (AckStatus::Rejected, m)
+                }
+            };
+            if let Err(e) = self.ack(doc.revision, pod, status, &message).await {
+                tracing::warn!(revision = doc.revision, error = %e, "ack failed");
+            }
+        }
     }
 
     /// Every new revision, as it comes: the first call returns the current document.

@@ -6,9 +6,8 @@
 mod ready;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use kato_discovery_client::{AckStatus, Client, Document};
+use kato_discovery_client::{Client, Document};
 use kato_mesh::{Config, LogLevel, Mesh, Rejection};
 use ready::ReadyFile;
 use tracing_subscriber::filter::LevelFilter;
@@ -121,7 +120,9 @@ async fn run(document: Option<String>, level: LevelHandle) -> ExitCode {
         },
         None => match Client::from_env() {
             Ok(client) => {
-                watch(&mut mesh, &client, &proxy, shutdown).await;
+                let pod = std::env::var("HOSTNAME").unwrap_or_default();
+                let apply = async |doc: &Document| apply(&mut mesh, doc, &proxy).await.map_err(|r| r.to_string());
+                client.follow(&pod, apply, shutdown).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -170,46 +171,6 @@ async fn apply(mesh: &mut Mesh, doc: &Document, proxy: &Proxy<'_>) -> Result<Str
         tracing::error!(file = %proxy.ready.path().display(), error = %e, "cannot write the readiness file: `kato-mesh ready` fails");
     }
     Ok(message)
-}
-
-async fn watch(
-    mesh: &mut Mesh,
-    client: &Client,
-    proxy: &Proxy<'_>,
-    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) {
-    let pod = std::env::var("HOSTNAME").unwrap_or_default();
-    let mut watch = client.watch();
-    loop {
-        let next = tokio::select! {
-            n = watch.next() => n,
-            _ = shutdown.as_mut() => return,
-        };
-        let doc = match next {
-            Ok(doc) => doc,
-            Err(e) => {
-                // Uninstalled or token rotated: keep serving what we have, look again later.
-                tracing::error!(error = %e, "discovery refused; serving the last good config");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    _ = shutdown.as_mut() => return,
-                }
-                watch = client.watch();
-                continue;
-            }
-        };
-        let (status, message) = match apply(mesh, &doc, proxy).await {
-            Ok(m) => (AckStatus::Applied, m),
-            Err(r) => {
-                let m = r.to_string();
-                tracing::warn!(revision = doc.revision, reason = %m, "rejected; the last good config keeps serving");
-                (AckStatus::Rejected, m)
-            }
-        };
-        if let Err(e) = client.ack(doc.revision, &pod, status, &message).await {
-            tracing::warn!(revision = doc.revision, error = %e, "ack failed");
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,6 @@
 //! drains and exits 0.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use kato_discovery_client::{AckStatus, Client, Document};
 use kato_perf::{Config, Perf, Rejection};
@@ -89,7 +88,11 @@ async fn run(document: Option<String>) -> ExitCode {
             }
             shutdown.await;
         }
-        (None, Some(client)) => watch(&mut perf, &client, shutdown).await,
+        (None, Some(client)) => {
+            let pod = std::env::var("HOSTNAME").unwrap_or_default();
+            let apply = async |doc: &Document| apply(&mut perf, doc).await.map_err(|r| r.to_string());
+            client.follow(&pod, apply, shutdown).await;
+        }
         (None, None) => unreachable!("a client exists without --document"),
     }
     tracing::info!("shutting down: draining");
@@ -112,45 +115,6 @@ async fn apply(perf: &mut Perf, doc: &Document) -> Result<String, Rejection> {
         .inspect_err(|_| perf.note_rejection())?;
     tracing::info!(revision = doc.revision, summary = %message, "applied");
     Ok(message)
-}
-
-async fn watch(
-    perf: &mut Perf,
-    client: &Client,
-    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) {
-    let pod = std::env::var("HOSTNAME").unwrap_or_default();
-    let mut watch = client.watch();
-    loop {
-        let next = tokio::select! {
-            n = watch.next() => n,
-            _ = shutdown.as_mut() => return,
-        };
-        let doc = match next {
-            Ok(doc) => doc,
-            Err(e) => {
-                // Uninstalled or token rotated: keep analysing what we have, look again later.
-                tracing::error!(error = %e, "discovery refused; keeping the last good config");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    _ = shutdown.as_mut() => return,
-                }
-                watch = client.watch();
-                continue;
-            }
-        };
-        let (status, message) = match apply(perf, &doc).await {
-            Ok(m) => (AckStatus::Applied, m),
-            Err(r) => {
-                let m = r.to_string();
-                tracing::warn!(revision = doc.revision, reason = %m, "rejected; the last good config stays");
-                (AckStatus::Rejected, m)
-            }
-        };
-        if let Err(e) = client.ack(doc.revision, &pod, status, &message).await {
-            tracing::warn!(revision = doc.revision, error = %e, "ack failed");
-        }
-    }
 }
 
 async fn shutdown_signal() {
