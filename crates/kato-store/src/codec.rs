@@ -21,6 +21,15 @@ pub(crate) fn from_now(d: std::time::Duration) -> Timestamp {
     format_time(OffsetDateTime::now_utc() + d)
 }
 
+/// How long until `t` (a timestamp as the store writes them); zero once it is past, and for text
+/// that is not one.
+pub fn until(t: &str) -> std::time::Duration {
+    let Ok(t) = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) else {
+        return std::time::Duration::ZERO;
+    };
+    (t - OffsetDateTime::now_utc()).try_into().unwrap_or_default()
+}
+
 fn format_time(t: OffsetDateTime) -> Timestamp {
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",

@@ -31,7 +31,7 @@ mod versions;
 
 use kato_model::{ComponentSpec, Installation, PluginSpec, Provenance, TeamName, Version, VersionStatus};
 
-pub use codec::now;
+pub use codec::{now, until};
 pub use credentials::{CredentialRecord, NewCredential, Secret, SshIdentity};
 pub use discovery::{
     AckRecord, AckStatus, DiscoveryCredential, DiscoveryEvent, InstallationKey, MAX_ACK_PODS, MAX_ACKS_PER_POD,
@@ -148,6 +148,10 @@ pub struct DeploymentRecord {
     pub applied_hash: Option<String>,
     /// The last deploy's error, if it failed.
     pub error: Option<String>,
+    /// Failed deploys of `applied_hash` in a row; 0 after a success and after every user change.
+    pub attempts: u32,
+    /// When the next retry of a failed deploy is due; `None` when none is.
+    pub next_try_at: Option<Timestamp>,
     pub updated_at: Timestamp,
 }
 

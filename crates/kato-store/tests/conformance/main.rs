@@ -47,6 +47,7 @@ conformance! {
     reads_do_not_wait_for_writers,
     data_survives_reopening,
     deployments_record_desired_and_applied_state,
+    failed_deploys_keep_their_retry_and_one_replica_claims_it,
     builds_are_claimed_once_and_held_by_a_lease,
     a_lease_that_runs_out_is_reported,
     provenance_and_logs_are_kept_with_the_version,
