@@ -4,11 +4,17 @@
 //! reconciler wakes up, renders each deployed component for the target, and redeploys the ones
 //! whose objects changed since their last deploy (install, uninstall, enable, disable, memory,
 //! version, values, the component itself). It runs outside any request's transaction; a failed
-//! deploy is recorded and shown by the component's status, and not retried until something
-//! changes or the component is deployed again.
+//! deploy is recorded and shown by the component's status, and retried with backoff (see
+//! [`backoff`]) while the component is still to be deployed with the same objects. Retry times
+//! live in the store, so they survive restarts; a replica claims a due retry with a
+//! compare-and-set on it, so only one replica retries a component at a time.
+
+pub mod backoff;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use kato_model::{ComponentName, TeamName};
 use kato_render::Target;
@@ -27,14 +33,39 @@ const STOPPED: &str = "stopped";
 /// A lock per (team, component).
 type Locks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 
-#[derive(Default)]
+/// How long a replica holds a retry it claimed before another may take it over (it died
+/// mid-deploy, say).
+const RETRY_LEASE: Duration = backoff::CAP;
+
 pub struct Reconciler {
     wake: Arc<Notify>,
     /// One reconciliation at a time per component.
     locks: Locks,
+    /// The first retry's delay, in milliseconds.
+    retry_base_ms: AtomicU64,
+}
+
+impl Default for Reconciler {
+    fn default() -> Self {
+        Self {
+            wake: Arc::default(),
+            locks: Locks::default(),
+            retry_base_ms: AtomicU64::new(backoff::DEFAULT_BASE.as_millis() as u64),
+        }
+    }
 }
 
 impl Reconciler {
+    /// Sets the first retry's delay (1 s unless set); later retries double it.
+    pub fn set_retry_base(&self, base: Duration) {
+        let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+        self.retry_base_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn retry_base(&self) -> Duration {
+        Duration::from_millis(self.retry_base_ms.load(Ordering::Relaxed))
+    }
+
     /// Asks for a pass over every deployment; wakes up at most once however often it is called
     /// while a pass runs.
     pub fn wake(&self) {
@@ -60,15 +91,43 @@ pub fn spawn(state: &Arc<AppState>) {
     state.reconciler.wake();
     let wake = state.reconciler.wake.clone();
     tokio::spawn(async move {
+        let mut retry_in: Option<Duration> = None;
         loop {
-            wake.notified().await;
+            match retry_in {
+                Some(d) => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                }
+                None => wake.notified().await,
+            }
             // The task holds the state only during a pass, so dropping the state ends it.
             let Some(state) = weak.upgrade() else { return };
             if let Err(e) = reconcile_all(&state).await {
                 tracing::warn!(error = %e, "reconciliation pass failed");
             }
+            retry_in = match next_retry(&state).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read when the next retry is due");
+                    Some(backoff::DEFAULT_BASE)
+                }
+            };
         }
     });
+}
+
+/// How long until the earliest retry of a failed deploy is due (another replica's claim
+/// included, so a replica takes over a claim whose holder died); `None` when none is pending.
+async fn next_retry(state: &AppState) -> ApiResult<Option<Duration>> {
+    let rows = state.store.list_deployments().await?;
+    Ok(rows
+        .iter()
+        .filter(|d| d.desired == Desired::Deployed && d.error.is_some())
+        .filter_map(|d| d.next_try_at.as_deref())
+        .map(kato_store::until)
+        .min())
 }
 
 /// One pass over every deployment.
@@ -134,14 +193,58 @@ pub async fn reconcile(
             };
             let hash = workload_hash(&rendered);
             if d.applied_hash.as_deref() == Some(hash.as_str()) {
-                return Ok(Some(d));
+                if !claim_due_retry(state, &d, &hash).await? {
+                    return Ok(state.store.get_deployment(team, component).await?);
+                }
+                tracing::info!(%team, %component, attempts = d.attempts, "retrying a failed deploy");
+            } else {
+                tracing::info!(%team, %component, "deploying");
             }
-            tracing::info!(%team, %component, "deploying");
-            let result = state.runtime.deploy(c, &rendered).await;
-            record(state, &d, Some(&hash), result.err().map(|e| e.to_string())).await?
+            match state.runtime.deploy(c, &rendered).await {
+                Ok(()) => record(state, &d, Some(&hash), None).await?,
+                Err(e) => record_failure(state, &d, &hash, e.to_string()).await?,
+            }
         }
     };
     Ok(outcome)
+}
+
+/// Whether the objects already recorded are to be deployed again now: a failed deploy whose retry
+/// is due and that this replica claimed first.
+async fn claim_due_retry(state: &AppState, d: &DeploymentRecord, hash: &str) -> ApiResult<bool> {
+    let Some(due) = d.next_try_at.as_deref().filter(|_| d.error.is_some()) else {
+        return Ok(false);
+    };
+    if !kato_store::until(due).is_zero() {
+        return Ok(false);
+    }
+    let mut tx = state.store.begin().await?;
+    let claimed = tx.claim_retry(&d.team, &d.component, hash, due, RETRY_LEASE).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Records a failed deploy of `hash` with its retry: one more attempt when the same objects
+/// failed before, else the first.
+async fn record_failure(
+    state: &AppState,
+    d: &DeploymentRecord,
+    hash: &str,
+    error: String,
+) -> ApiResult<Option<DeploymentRecord>> {
+    let attempts = backoff::attempts_after(d.applied_hash.as_deref(), d.attempts, hash);
+    let retry_in = backoff::next(state.reconciler.retry_base(), attempts);
+    tracing::warn!(
+        team = %d.team, component = %d.component, error = %error, attempts, ?retry_in,
+        "deploy failed; retrying later"
+    );
+    let mut tx = state.store.begin().await?;
+    tx.record_failed(&d.team, &d.component, hash, &error, attempts, retry_in)
+        .await?;
+    let row = tx.get_deployment(&d.team, &d.component).await?;
+    tx.commit().await?;
+    state.reconciler.wake();
+    Ok(row)
 }
 
 async fn record(

@@ -144,6 +144,17 @@ async fn view(
     body["target"] = json!(state.runtime.kind());
     body["desired"] = json!(desired.map(Desired::as_str));
     body["error"] = json!(error);
+    // While a failed deploy is being retried: how often it failed, why, and when it is next tried.
+    if let Some(d) = row
+        .as_ref()
+        .filter(|d| d.desired == Desired::Deployed && d.attempts > 0)
+    {
+        body["deploy"] = json!({
+            "attempts": d.attempts,
+            "last_error": d.error,
+            "next_try_at": d.next_try_at,
+        });
+    }
     body["plugins"] = json!(plugins);
     Ok(body)
 }
