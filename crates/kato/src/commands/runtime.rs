@@ -113,6 +113,13 @@ fn print_status(status: &Value, format: Format) {
     {
         println!("last deploy failed: {e}");
     }
+    let retry = &status["deploy"];
+    if let Some(n) = retry["attempts"].as_u64() {
+        println!(
+            "retrying: {n} failed attempts, next try at {}",
+            field(retry, "next_try_at")
+        );
+    }
     let rows: Vec<Value> = status["pods"]
         .as_array()
         .into_iter()
