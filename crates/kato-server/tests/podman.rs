@@ -515,3 +515,31 @@ async fn a_render_only_server_refuses_to_deploy() {
         .await;
     assert_eq!((st["state"].as_str(), st["desired"].as_str()), (Some("stopped"), None));
 }
+
+/// A deploy that failed because the image was not there yet is retried on its own: once the
+/// image is pushed, the component runs without anyone asking again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deploy_is_retried_until_the_image_arrives() {
+    let e = E2e::start("e2e-retry").await;
+    e.s.state.reconciler.set_retry_base(Duration::from_millis(200));
+    let image = format!("{}/e2e/late:1", e.s.registry.host());
+    let spec = json!({"name": "web", "image": image, "command": IDLE, "memory_mib": 64});
+    e.s.ok(Method::POST, &e.path("/components"), Some(spec), StatusCode::CREATED)
+        .await;
+    e.deploy("web").await;
+    let s = e
+        .wait("web", "the failed deploy with its retry", |s| {
+            s["state"] == "failed" && s["deploy"]["attempts"].as_u64() >= Some(1)
+        })
+        .await;
+    let reason = s["deploy"]["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("late"), "the reason names the image: {s:#}");
+    assert!(s["deploy"]["next_try_at"].is_string(), "{s:#}");
+
+    e.push("e2e/late", "1");
+    // Running, and the record says the retry succeeded (it is written just after the pod starts).
+    e.wait("web", "the component running after the push, with no retry left", |s| {
+        s["state"] == "running" && s["deploy"].is_null() && s["error"].is_null()
+    })
+    .await;
+}
